@@ -1,0 +1,1 @@
+"""Running and operating jobq: the ``jobq`` command, the local stack, Flower, benchmarks."""

@@ -1,0 +1,272 @@
+"""``jobq submit`` and ``jobq status``: the producer side of the command line.
+
+Exit status: 0 done; 1 a job failed or Redis could not be reached; 2 bad input (unknown job,
+bad argument, a bad line in a bulk file).
+
+Example::
+
+    $ jobq submit io_wait ms=200 --wait
+    $ jobq submit fetch_url --file urls.jsonl --wait --json
+    $ jobq status --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from producers.bulk import BulkItem, read_jobs
+from producers.handle import JobHandle
+from producers.status import collect_status
+from producers.submit import submit_validated, validate
+from workers.registry import UnknownJob, all_jobs, get_job
+from workers.schema import InvalidArguments
+from workers.settings import get_settings
+
+BATCH_SIZE = 500
+EXIT_JOB_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+out = Console()
+err = Console(stderr=True)
+
+
+def parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` gives a string (the job's schema converts it); ``key:=json`` gives JSON.
+
+    >>> parse_assignments(("ms=200", "tags:=[1, 2]"))
+    {'ms': '200', 'tags': [1, 2]}
+    """
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected key=value or key:=json")
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                arguments[key] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"{pair!r}: not valid JSON ({exc.msg})") from None
+        else:
+            arguments[key] = raw
+        if not key.isidentifier():
+            raise click.BadParameter(f"{pair!r}: {key!r} is not an argument name")
+    return arguments
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Turn "Redis unreachable" into one clear line and exit status 1."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        yield
+    except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+        url = get_settings().redacted_redis_url()
+        err.print(f"[red]error:[/] cannot reach Redis at {url}: {exc}")
+        sys.exit(EXIT_JOB_FAILED)
+
+
+def fail_input(message: str) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command()
+@click.argument("job")
+@click.argument("assignments", nargs=-1)
+@click.option("--file", "file", type=click.File("r"), help="JSON Lines of arguments; - is stdin.")
+@click.option("--wait", is_flag=True, help="Wait for the result(s) and print them.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="With --wait.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def submit_command(
+    job: str,
+    assignments: tuple[str, ...],
+    file: TextIO | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
+    if file is not None:
+        if assignments:
+            fail_input("give arguments either as key=value or with --file, not both")
+        submit_bulk(job, file, wait=wait, timeout=timeout, as_json=as_json)
+        return
+    try:
+        spec, checked = validate(job, parse_assignments(assignments))
+    except (UnknownJob, InvalidArguments, click.BadParameter) as exc:
+        fail_input(_message(exc))
+    with broker_errors():
+        (handle,) = submit_validated(spec, [checked])
+        if not wait:
+            out.print_json(json.dumps(handle.to_dict())) if as_json else print(handle.id)
+            return
+        outcome = wait_for(handle, timeout)
+    emit_outcome(outcome, as_json=as_json)
+    if outcome["state"] != "SUCCESS":
+        sys.exit(EXIT_JOB_FAILED)
+
+
+def submit_bulk(job: str, file: TextIO, *, wait: bool, timeout: float, as_json: bool) -> None:
+    """Validate line by line; submit the good lines in batches; report bad ones by number."""
+    try:
+        spec = get_job(job)
+    except UnknownJob as exc:
+        fail_input(str(exc))
+    refused: list[BulkItem] = []
+    submitted: list[tuple[int, JobHandle]] = []
+    with broker_errors(), _progress() as progress:
+        task = progress.add_task(f"submitting {job}", total=None)
+        batch: list[BulkItem] = []
+        for item in read_jobs(spec, file):
+            if item.error:
+                refused.append(item)
+                err.print(f"[red]line {item.line}:[/] {item.error}", highlight=False)
+                continue
+            batch.append(item)
+            if len(batch) >= BATCH_SIZE:
+                submitted += _send(spec, batch)
+                progress.update(task, completed=len(submitted))
+                batch = []
+        submitted += _send(spec, batch)
+        progress.update(task, completed=len(submitted), total=len(submitted))
+    outcomes = wait_for_many(submitted, timeout) if wait else None
+    if as_json:
+        for index, (line, handle) in enumerate(submitted):
+            row: dict[str, Any] = {"line": line, **handle.to_dict()}
+            if outcomes is not None:
+                row.update(outcomes[index])
+            print(json.dumps(row))
+    elif outcomes is not None:
+        _print_outcome_table(submitted, outcomes)
+    else:
+        for _, handle in submitted:
+            print(handle.id)
+    failed = sum(1 for o in outcomes or [] if o["state"] != "SUCCESS")
+    err.print(
+        f"submitted {len(submitted)} {job} job(s); refused {len(refused)} line(s)"
+        + (f"; {failed} failed" if outcomes is not None else ""),
+        highlight=False,
+    )
+    if refused:
+        sys.exit(EXIT_BAD_INPUT)
+    if failed:
+        sys.exit(EXIT_JOB_FAILED)
+
+
+def _send(spec: Any, batch: list[BulkItem]) -> list[tuple[int, JobHandle]]:
+    if not batch:
+        return []
+    handles = submit_validated(spec, [item.arguments or {} for item in batch])
+    return [(item.line, handle) for item, handle in zip(batch, handles, strict=True)]
+
+
+def wait_for(handle: JobHandle, timeout: float) -> dict[str, Any]:
+    """Wait for one job; return ``{id, job, state, result|error}`` without raising."""
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    try:
+        value = handle.get(timeout=timeout, propagate=False)
+    except CeleryTimeout:
+        return {**handle.to_dict(), "state": "TIMEOUT", "error": f"no result within {timeout}s"}
+    state = handle.state
+    if state == "SUCCESS":
+        return {**handle.to_dict(), "state": state, "result": value}
+    return {**handle.to_dict(), "state": state, "error": repr(value)}
+
+
+def wait_for_many(submitted: list[tuple[int, JobHandle]], timeout: float) -> list[dict[str, Any]]:
+    """Wait for every job with a shared deadline, showing a progress bar."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    outcomes = []
+    with _progress() as progress:
+        task = progress.add_task("waiting for results", total=len(submitted))
+        for _, handle in submitted:
+            outcomes.append(wait_for(handle, max(0.01, deadline - time.monotonic())))
+            progress.advance(task)
+    return outcomes
+
+
+def emit_outcome(outcome: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(outcome))
+    elif outcome["state"] == "SUCCESS":
+        result = outcome["result"]
+        print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
+    else:
+        err.print(f"[red]{outcome['state']}:[/] {outcome.get('error')}", highlight=False)
+
+
+def _print_outcome_table(
+    submitted: list[tuple[int, JobHandle]], outcomes: list[dict[str, Any]]
+) -> None:
+    table = Table("line", "job id", "state", "result")
+    for (line, handle), outcome in zip(submitted, outcomes, strict=True):
+        shown = outcome.get("result", outcome.get("error"))
+        table.add_row(str(line), handle.id, outcome["state"], json.dumps(shown)[:80])
+    out.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, click.BadParameter) else str(exc)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", type=float, default=1.0, show_default=True, help="Wait for workers.")
+def status_command(as_json: bool, timeout: float) -> None:
+    """Show each queue's depth, the workers online per pool and the jobs in flight."""
+    with broker_errors():
+        snapshot = collect_status(timeout=timeout)
+    if as_json:
+        print(json.dumps(snapshot, indent=2))
+        return
+    queues = Table("queue", "depth", "workers", "active", "reserved", title="queues")
+    for name, q in snapshot["queues"].items():
+        queues.add_row(
+            name, str(q["depth"]), str(q["workers"]), str(q["active"]), str(q["reserved"])
+        )
+    out.print(queues)
+    workers = Table("worker", "pool", "concurrency", "processed", "active", "reserved", "queues")
+    for w in snapshot["workers"]:
+        workers.add_row(
+            w["name"], w["pool"], str(w["concurrency"]), str(w["processed"]),
+            str(w["active"]), str(w["reserved"]), ",".join(w["queues"]),
+        )  # fmt: skip
+    out.print(workers if snapshot["workers"] else "[yellow]no workers answered[/]")
+    out.print(f"in flight: {snapshot['in_flight']}   unacknowledged: {snapshot['unacked']}")
+
+
+@click.command()
+def jobs_command() -> None:
+    """List the jobs that can be submitted, with their pool and arguments."""
+    table = Table("job", "pool", "arguments", "what it does")
+    for name, spec in sorted(all_jobs().items()):
+        arguments = ", ".join(f"{k}: {v}" for k, v in spec.schema.parameters().items())
+        table.add_row(name, spec.kind, arguments, spec.doc)
+    out.print(table)

@@ -1,0 +1,44 @@
+"""``JobHandle``: what ``submit`` returns, to follow one job to its result.
+
+Example::
+
+    handle = submit("io_wait", ms=100)
+    handle.id          # the Celery task id
+    handle.get(timeout=10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from celery.result import AsyncResult
+
+from workers.app import app
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """A submitted job: its id, name and queue, and a way to wait for its result."""
+
+    id: str
+    name: str
+    queue: str | None
+
+    @property
+    def result(self) -> AsyncResult:
+        """Celery's AsyncResult for this job (for a pipeline, its last step)."""
+        return AsyncResult(self.id, app=app)
+
+    @property
+    def state(self) -> str:
+        """PENDING, STARTED, RETRY, SUCCESS or FAILURE, as the result backend has it."""
+        return self.result.state
+
+    def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+        """Wait up to ``timeout`` seconds for the result; re-raise the job's error by default."""
+        return self.result.get(timeout=timeout, propagate=propagate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (for ``--json``)."""
+        return {"id": self.id, "job": self.name, "queue": self.queue}

@@ -1,0 +1,53 @@
+"""A pipeline crosses both pools: fetch on gevent, analyze on prefork."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from ops.local_site import prose
+from producers import submit
+from workers.jobs.text import analyze
+from workers.timings import read_records
+
+pytestmark = pytest.mark.integration
+
+
+def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(workers, local_site):
+    io_worker = workers("io", concurrency=10)
+    cpu_worker = workers("cpu", concurrency=1)
+    page = prose(7, 2000)
+
+    handle = submit("fetch_and_analyze", url=local_site.url("/page/7"), top=5)
+    analysis = handle.get(timeout=60)
+
+    expected = analyze(page, top=5)
+    assert analysis["words"] == expected["words"]
+    assert analysis["top_terms"] == [list(pair) for pair in expected["top_terms"]]
+    assert analysis["source"]["sha256"] == hashlib.sha256(page.encode()).hexdigest()
+    # The analysis ran on the CPU worker, the fetch before it on the I/O worker.
+    (last,) = read_records([handle.id])
+    assert last["worker"] == cpu_worker.node_name
+    assert last["parent_id"]
+    (first,) = read_records([last["parent_id"]])
+    assert first["name"] == "fetch_url"
+    assert first["worker"] == io_worker.node_name
+
+
+def test_fetch_url_reports_status_size_and_digest(workers, local_site):
+    workers("io", concurrency=5)
+
+    result = submit("fetch_url", url=local_site.url("/bytes/1000")).get(timeout=30)
+
+    assert result["status"] == 200
+    assert result["bytes"] == 1000
+    assert result["sha256"] == hashlib.sha256(b"x" * 1000).hexdigest()
+
+
+def test_fetch_url_refuses_a_body_over_its_size_cap(workers, local_site):
+    workers("io", concurrency=5)
+
+    handle = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024)
+    with pytest.raises(Exception, match="max_bytes"):
+        handle.get(timeout=30)

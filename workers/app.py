@@ -1,0 +1,94 @@
+"""The Celery application: ``celery -A workers.app worker|inspect|flower`` works as usual.
+
+Both pools and every producer share this app, so they agree on serialization, queues and
+delivery semantics. Each setting below says why it differs from Celery's default; the values
+come from :mod:`workers.settings` (the environment).
+
+Example::
+
+    $ celery -A workers.app inspect ping
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import celeryd_init
+from kombu import Queue
+
+from workers.pools import POOLS
+from workers.settings import get_settings
+
+
+def create_app() -> Celery:
+    """Build the Celery app from the current settings."""
+    settings = get_settings()
+    celery_app = Celery("jobq", include=["workers.jobs"])
+    socket_options = {
+        # Every Redis call has a bound: a half-open connection must not hang a worker forever.
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+    }
+    celery_app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        # JSON only: pickle in a queue is remote code execution.
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_queues=[Queue(profile.queue) for profile in POOLS.values()],
+        task_default_queue="cpu",
+        task_create_missing_queues=False,
+        # Acknowledge after the job finished, so a dead worker's jobs go back to the queue.
+        task_acks_late=True,
+        task_acks_on_failure=True,
+        # False would requeue a timed-out job forever (shared notes §1).
+        task_acks_on_timeout=True,
+        # A job whose process died is re-sent as a retry, bounded by max_retries, instead of
+        # being requeued forever (Celery 5.7); rejecting is the fallback if the retry can't be sent.
+        task_retry_on_worker_lost=True,
+        task_reject_on_worker_lost=True,
+        task_default_max_retries=settings.max_retries_on_worker_lost,
+        task_track_started=True,
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
+        # ETA/countdown jobs wait in worker memory and raise the prefetch window; cap them.
+        worker_eta_task_limit=1000,
+        # Events for Flower and `jobq status`; sent events so jobs show up as soon as queued.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        result_expires=settings.result_expires,
+        result_failure_expires=settings.result_failure_expires,
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            **socket_options,
+        },
+        result_backend_transport_options={**socket_options},
+        redis_socket_timeout=30,
+        redis_socket_connect_timeout=5,
+        broker_pool_limit=10,
+        worker_hijack_root_logger=True,
+    )
+    return celery_app
+
+
+app = create_app()
+
+
+@celeryd_init.connect
+def _share_result_backend_in_workers(conf: Any = None, **_: Any) -> None:
+    # Celery keeps one result backend per thread; under gevent that means one per greenlet, so
+    # every job would open a fresh Redis connection. Workers only store results (they never wait
+    # on them), so one shared, thread-safe client is right there. Producers keep the default:
+    # a shared result consumer races between threads waiting on results (celery #4670).
+    (conf or app.conf).result_backend_thread_safe = True
+
+
+# Signal handlers that record job timings; imported for their side effect.
+import workers.timings  # noqa: E402, F401

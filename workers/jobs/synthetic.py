@@ -1,0 +1,52 @@
+"""Calibrated synthetic jobs for tests and benchmarks: ``io_wait`` and ``cpu_spin``.
+
+``io_wait`` waits the way I/O waits: ``time.sleep`` is cooperative once gevent has patched the
+process, so hundreds of them overlap in one I/O worker. ``cpu_spin`` burns a core in Python for
+the given milliseconds of CPU time, so it only runs in parallel across processes.
+
+Example::
+
+    $ jobq submit io_wait ms=200 --wait
+    $ jobq submit cpu_spin ms=50 --wait
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from workers.probes import probe
+from workers.registry import cpu_job, io_job
+
+Millis = Annotated[int, Field(ge=0, le=600_000)]
+
+
+@io_job
+def io_wait(ms: Millis, probe_name: str | None = None) -> dict[str, Any]:
+    """Wait ``ms`` milliseconds without using the CPU; count concurrency in ``probe_name``."""
+    with probe(probe_name) if probe_name else contextlib.nullcontext():
+        time.sleep(ms / 1000)
+    return {"ms": ms, "pid": os.getpid()}
+
+
+def spin(ms: float) -> int:
+    """Compute in Python until ``ms`` of this thread's CPU time is used; return the loop count."""
+    deadline = time.thread_time() + ms / 1000
+    loops = 0
+    while time.thread_time() < deadline:
+        # A little real arithmetic per check, so the loop is mostly Python bytecode.
+        for i in range(200):
+            loops += i & 1
+    return loops
+
+
+@cpu_job
+def cpu_spin(ms: Millis, probe_name: str | None = None) -> dict[str, Any]:
+    """Burn ``ms`` milliseconds of CPU in Python; count concurrency in ``probe_name``."""
+    with probe(probe_name) if probe_name else contextlib.nullcontext():
+        loops = spin(ms)
+    return {"ms": ms, "pid": os.getpid(), "loops": loops}

@@ -1,0 +1,113 @@
+"""The table of pool profiles: which queue each pool consumes and how its worker is started.
+
+This table is the single source for ``jobq worker io|cpu``, which ``jobq up`` and
+``docker-compose.yml`` both run, so the local stack and compose cannot drift apart.
+
+Example::
+
+    >>> " ".join(worker_argv(POOLS["io"], get_settings())[2:8])
+    '-m celery -A workers.app worker -P'
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from workers.settings import Settings
+
+PoolName = Literal["io", "cpu"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolProfile:
+    """How one kind of job is consumed.
+
+    ``queue`` is the Redis list the pool reads; ``pool`` is Celery's pool implementation.
+    """
+
+    name: PoolName
+    queue: str
+    pool: Literal["gevent", "prefork"]
+    why: str
+
+
+POOLS: dict[str, PoolProfile] = {
+    "io": PoolProfile(
+        name="io",
+        queue="io",
+        pool="gevent",
+        why="jobs wait on sockets; hundreds of greenlets wait cheaply in one process",
+    ),
+    "cpu": PoolProfile(
+        name="cpu",
+        queue="cpu",
+        pool="prefork",
+        why="jobs compute; only separate processes run Python on several cores (the GIL)",
+    ),
+}
+
+
+def worker_argv(
+    profile: PoolProfile,
+    settings: Settings,
+    *,
+    concurrency: str | int | None = None,
+    node_name: str | None = None,
+    loglevel: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The exact ``celery worker`` command line for a pool.
+
+    The pool is chosen with ``-P`` on the command line on purpose: Celery monkey-patches for
+    gevent only when it sees ``-P gevent`` in ``sys.argv``; configuring ``worker_pool`` instead
+    leaves sockets blocking and the worker hangs (shared notes §4).
+    """
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-P",
+        profile.pool,
+        "-Q",
+        profile.queue,
+        "-n",
+        node_name or f"{profile.name}@%h",
+        "-E",  # task events, for Flower and `jobq status`
+        "--prefetch-multiplier",
+        str(settings.prefetch_multiplier),
+        "--loglevel",
+        loglevel or settings.log_level,
+        # Gossip and mingle are chatter between workers that jobq does not use; they cost CPU
+        # and start-up time on every node.
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if profile.pool == "gevent":
+        argv += [
+            "-c",
+            str(concurrency or settings.io_concurrency),
+            # gevent has only a hard limit, and it fires where the job yields (shared notes §4).
+            "--time-limit",
+            str(settings.io_time_limit),
+        ]
+    else:
+        argv += [
+            "-c",
+            str(concurrency or settings.cpu_concurrency),
+            "-O",
+            "fair",
+            "--soft-time-limit",
+            str(settings.cpu_soft_time_limit),
+            "--time-limit",
+            str(settings.cpu_time_limit),
+            "--max-tasks-per-child",
+            str(settings.cpu_max_tasks_per_child),
+            "--max-memory-per-child",
+            str(settings.cpu_max_memory_per_child),
+        ]
+    return [*argv, *extra]

@@ -1,0 +1,75 @@
+"""Probes: synthetic jobs report how many of them run at the same moment, and where.
+
+A probe is a named set of Redis keys: ``current`` (jobs inside now), ``peak`` (the most ever
+inside at once) and a list of ``pid:greenlet?:start:end`` visits. Tests and benchmarks read them
+to prove concurrency from the worker side rather than trusting configuration.
+
+Example::
+
+    with probe("run-42"):
+        time.sleep(0.2)
+    read_probe("run-42")["peak"]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from workers.redis_client import get_redis
+
+PROBE_PREFIX = "jobq:probe:"
+PROBE_TTL_SECONDS = 3600
+
+# INCR and raise the peak in one step, so two jobs entering together cannot both miss the max.
+_ENTER = """
+local current = redis.call('INCR', KEYS[1])
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current > peak then redis.call('SET', KEYS[2], current) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return current
+"""
+
+
+def _in_greenlet() -> bool:
+    try:
+        import gevent
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return monkey.is_module_patched("socket") and gevent.getcurrent() is not gevent.get_hub()
+
+
+@contextmanager
+def probe(name: str) -> Iterator[None]:
+    """Count this job in probe ``name`` while the block runs."""
+    client = get_redis()
+    base = PROBE_PREFIX + name
+    client.eval(_ENTER, 2, base + ":current", base + ":peak", PROBE_TTL_SECONDS)
+    started = time.time()
+    try:
+        yield
+    finally:
+        visit = f"{os.getpid()}:{int(_in_greenlet())}:{started}:{time.time()}"
+        pipe = client.pipeline(transaction=False)
+        pipe.decr(base + ":current")
+        pipe.rpush(base + ":visits", visit)
+        pipe.expire(base + ":visits", PROBE_TTL_SECONDS)
+        pipe.execute()
+
+
+def read_probe(name: str) -> dict[str, Any]:
+    """Peak concurrency and the visits (pid, greenlet, start, end) recorded under ``name``."""
+    client = get_redis()
+    base = PROBE_PREFIX + name
+    visits = []
+    for raw in client.lrange(base + ":visits", 0, -1):
+        pid, greenlet, start, end = raw.split(":")
+        visits.append(
+            {"pid": int(pid), "greenlet": greenlet == "1", "start": float(start), "end": float(end)}
+        )
+    return {"peak": int(client.get(base + ":peak") or 0), "visits": visits}

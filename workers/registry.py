@@ -1,0 +1,155 @@
+"""Declaring jobs: ``@io_job``, ``@cpu_job`` and ``@pipeline``.
+
+A job's kind is declared once, where it is defined; its queue and pool follow from the pool
+profiles in :mod:`workers.pools`. The registered Celery task name is the job's plain name
+(``fetch_url``, not ``workers.jobs.http.fetch_url``), so any Celery client can send it.
+
+Example::
+
+    @io_job
+    def ping_host(url: str, timeout: float = 5.0) -> dict: ...
+
+    @cpu_job
+    def checksum(text: str) -> str: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from celery import Task
+from celery.canvas import Signature
+
+from workers.app import app
+from workers.pools import POOLS
+from workers.schema import ArgumentSchema, InvalidArguments
+
+JobKind = Literal["io", "cpu", "pipeline"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UnknownJob(LookupError):
+    """No job with that name is registered."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        known = ", ".join(sorted(JOBS)) or "none"
+        super().__init__(f"unknown job {name!r} (known jobs: {known})")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a producer needs to know about a job: where it goes and what it accepts."""
+
+    name: str
+    kind: JobKind
+    schema: ArgumentSchema
+    doc: str
+    # The Celery task for io/cpu jobs; for pipelines, a function building the canvas.
+    task: Task | None = None
+    build: Callable[..., Signature] | None = None
+
+    @property
+    def queue(self) -> str | None:
+        """The queue an io/cpu job is sent to; pipelines span several queues."""
+        return POOLS[self.kind].queue if self.kind in POOLS else None
+
+
+JOBS: dict[str, JobSpec] = {}
+
+
+class JobTask(Task):
+    """Base task of every jobq job: validates arguments again on the worker before running.
+
+    A message can come from any Celery client, not only jobq's producers, so the worker does not
+    trust that its arguments were checked.
+    """
+
+    schema: ArgumentSchema
+    typing = False  # validation below replaces Celery's signature check, with better errors
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            # Positional arguments come only from a chain handing over the previous result.
+            return super().__call__(*args, **self.schema.validate(kwargs))
+        return super().__call__(**self.schema.validate(kwargs))
+
+
+def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F:
+    name = options.pop("name", None) or func.__name__
+    queue = POOLS[kind].queue
+    schema = ArgumentSchema.from_function(func, name=name)
+    task = app.task(name=name, base=JobTask, queue=queue, schema=schema, **options)(func)
+    JOBS[name] = JobSpec(name=name, kind=kind, schema=schema, doc=_summary(func), task=task)
+    # Routing by name, so send_task("fetch_url") from any client lands on the right queue.
+    app.conf.task_routes = {**(app.conf.task_routes or {}), name: {"queue": queue}}
+    return task  # type: ignore[return-value]
+
+
+def io_job(func: F | None = None, **options: Any) -> F | Callable[[F], F]:
+    """Declare an I/O job: it runs on the gevent pool (queue ``io``).
+
+    Celery task options (``max_retries``, ``autoretry_for`` …) pass through. A positional-only
+    first parameter (``def f(previous, /, …)``) receives the result of the step before it in a
+    pipeline and is not part of the job's schema.
+    """
+    if func is None:
+        return lambda f: _register(f, "io", options)
+    return _register(func, "io", options)
+
+
+def cpu_job(func: F | None = None, **options: Any) -> F | Callable[[F], F]:
+    """Declare a CPU job: it runs on the prefork pool (queue ``cpu``)."""
+    if func is None:
+        return lambda f: _register(f, "cpu", options)
+    return _register(func, "cpu", options)
+
+
+def pipeline(func: Callable[..., Signature]) -> Callable[..., Signature]:
+    """Declare a pipeline: ``func(**arguments)`` returns the Celery canvas to run.
+
+    Submitting a pipeline validates its arguments like any job, then sends the canvas; the
+    handle returned follows the last step.
+    """
+    schema = ArgumentSchema.from_function(func)
+    JOBS[func.__name__] = JobSpec(
+        name=func.__name__, kind="pipeline", schema=schema, doc=_summary(func), build=func
+    )
+    return func
+
+
+def get_job(name: str) -> JobSpec:
+    """Look a job up by name, raising :class:`UnknownJob` with the list of known jobs."""
+    import workers.jobs  # noqa: F401  (registers the shipped jobs)
+
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise UnknownJob(name) from None
+
+
+def all_jobs() -> dict[str, JobSpec]:
+    """Every registered job, by name."""
+    import workers.jobs  # noqa: F401
+
+    return dict(JOBS)
+
+
+def _summary(func: Callable[..., Any]) -> str:
+    return (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+
+
+__all__ = [
+    "JOBS",
+    "InvalidArguments",
+    "JobSpec",
+    "JobTask",
+    "UnknownJob",
+    "all_jobs",
+    "cpu_job",
+    "get_job",
+    "io_job",
+    "pipeline",
+]

@@ -1,0 +1,84 @@
+"""Every jobq setting, read from the environment in this one place.
+
+Workers, producers, the CLI and the local stack all read their configuration through
+:func:`get_settings`, so one table in the README documents everything. Names are the
+environment variables: ``REDIS_URL`` plus ``JOBQ_*``.
+
+Example::
+
+    $ JOBQ_IO_CONCURRENCY=300 jobq worker io
+    >>> get_settings().io_concurrency
+    300
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    """Typed settings; each field is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBQ_", extra="ignore", frozen=True)
+
+    # Where the broker and the result backend live. ``REDIS_URL`` without prefix, because that
+    # is the name every Redis tool and hosting platform already uses.
+    redis_url: str = Field(default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+
+    # I/O pool (gevent): many cheap greenlets in one process.
+    io_concurrency: int = Field(default=100, ge=1, le=5000)
+    io_time_limit: float = Field(default=60.0, gt=0)
+
+    # CPU pool (prefork): "auto" sizes it from the CPUs this process may use (cgroup quota too).
+    cpu_concurrency: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]*)$")
+    cpu_soft_time_limit: float = Field(default=240.0, gt=0)
+    cpu_time_limit: float = Field(default=300.0, gt=0)
+    cpu_max_tasks_per_child: int = Field(default=500, ge=1)
+    # KiB, checked after each job (Celery's unit). 512 MiB by default.
+    cpu_max_memory_per_child: int = Field(default=512_000, ge=1024)
+
+    # Both pools. Multiplier 1: a worker reserves no more than it can run (shared notes §2).
+    prefetch_multiplier: int = Field(default=1, ge=1, le=64)
+    # A job whose worker process dies is retried this many times, then fails (not requeued forever).
+    max_retries_on_worker_lost: int = Field(default=3, ge=0)
+
+    # Results and job records expire; failures are kept longer so they can be inspected.
+    result_expires: int = Field(default=86_400, ge=60)
+    result_failure_expires: int = Field(default=604_800, ge=60)
+    # Must exceed the longest time a job can stay unacknowledged (wait + hard time limit).
+    visibility_timeout: int = Field(default=3_600, ge=60)
+
+    # fetch_url: refuse bodies larger than this, so one huge page cannot exhaust a worker.
+    fetch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    fetch_timeout: float = Field(default=10.0, gt=0)
+
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    def redacted_redis_url(self) -> str:
+        """The Redis URL with its password replaced, safe to print or log."""
+        return redact_url(self.redis_url)
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a ``redis://user:password@host`` URL.
+
+    >>> redact_url("redis://:s3cret@127.0.0.1:6379/0")
+    'redis://:***@127.0.0.1:6379/0'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
