@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import click
 
+from ops.exporter import exporter_command
 from ops.flower import flower_command
+from ops.report import report_command
+from ops.sampler import sample_command
+from ops.show import show_command
+from ops.top import top_command
 from producers.cli import jobs_command, status_command, submit_command
 from workers.cli import worker_command
 
@@ -26,3 +31,8 @@ main.add_command(status_command, "status")
 main.add_command(jobs_command, "jobs")
 main.add_command(worker_command, "worker")
 main.add_command(flower_command, "flower")
+main.add_command(top_command, "top")
+main.add_command(exporter_command, "exporter")
+main.add_command(sample_command, "sample")
+main.add_command(report_command, "report")
+main.add_command(show_command, "show")

@@ -27,6 +27,11 @@ from workers.settings import get_settings
 @click.option("-c", "--concurrency", help="Override the pool's concurrency (or 'auto' for cpu).")
 @click.option("-n", "--name", "node_name", help="Celery node name; default POOL@%h.")
 @click.option("--loglevel", help="DEBUG, INFO, WARNING, ERROR.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or JSON objects (sets JOBQ_LOG_FORMAT; default text).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the celery command instead of running it.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
@@ -34,6 +39,7 @@ def worker_command(
     concurrency: str | None,
     node_name: str | None,
     loglevel: str | None,
+    log_format: str | None,
     dry_run: bool,
     celery_args: tuple[str, ...],
 ) -> None:
@@ -49,4 +55,7 @@ def worker_command(
     if dry_run:
         click.echo(shlex.join(argv))
         return
+    if log_format:
+        # Read by workers/logcontext.py when Celery sets up logging in the exec'd worker.
+        os.environ["JOBQ_LOG_FORMAT"] = log_format
     os.execv(argv[0], argv)

@@ -23,6 +23,8 @@ from typing import Any
 from celery import Task
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
+from workers import jobstats
+from workers.logcontext import correlation_of
 from workers.redis_client import get_redis
 from workers.settings import get_settings
 
@@ -66,12 +68,15 @@ def _write_record(
         "retries": getattr(request, "retries", 0) or 0,
         "parent_id": getattr(request, "parent_id", None) or "",
         "root_id": getattr(request, "root_id", None) or "",
+        "correlation_id": correlation_of(request),
     }
     key = RECORD_PREFIX + task_id
     try:
         pipe = get_redis().pipeline(transaction=False)
         pipe.hset(key, mapping=record)
         pipe.expire(key, get_settings().result_expires)
+        # Histograms, counters and the recent window for `jobq top` and `jobq exporter`.
+        jobstats.add_job(pipe, record)
         pipe.execute()
     except Exception:  # a missing record must never fail the job that already ran
         log.warning("could not write the job record for %s", task_id, exc_info=True)

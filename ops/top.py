@@ -1,0 +1,184 @@
+"""``jobq top``: a live terminal view of whether the system keeps up, refreshed every second.
+
+Per queue: backlog, age of the oldest waiting job, unacknowledged messages, jobs/s done,
+p50/p95 wait and run time over the last minute, retries and failures. Per worker: its pool,
+concurrency, and the jobs it is running (active) and holding (reserved). Then dead letters and
+rate-limit waits. Queue figures come from Redis (cheap, every second); worker figures from
+Celery's remote control, polled in a background thread because each inspect round waits for
+replies.
+
+Example::
+
+    $ jobq top
+    $ jobq top --once          # one frame, e.g. for a script or a bug report
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ops.sampler import collect_sample
+from producers.status import collect_workers
+from workers.redis_client import get_redis
+
+REFRESH_S = 1.0
+WORKER_POLL_S = 2.0
+
+
+@dataclass
+class TopState:
+    """What one frame shows; ``rates`` are jobs/s per queue since the previous frame."""
+
+    sample: dict[str, Any]
+    workers: list[dict[str, Any]] | None
+    rates: dict[str, float]
+
+
+@dataclass
+class TopCollector:
+    """Builds successive :class:`TopState` frames, remembering the last one for the rates."""
+
+    previous: dict[str, Any] | None = None
+    workers: list[dict[str, Any]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def collect(self) -> TopState:
+        sample = collect_sample(get_redis())
+        rates = jobs_per_second(self.previous, sample)
+        self.previous = sample
+        with self._lock:
+            workers = self.workers
+        return TopState(sample=sample, workers=workers, rates=rates)
+
+    def poll_workers(self, timeout: float = 0.5) -> None:
+        found = collect_workers(timeout=timeout)
+        with self._lock:
+            self.workers = found
+
+
+def jobs_per_second(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, float]:
+    """Finished jobs per second per queue between two samples.
+
+    Without a previous sample, the rate over the sample's window (the last minute) stands in.
+    """
+    rates = {}
+    for queue, now in current["queues"].items():
+        before = (previous or {}).get("queues", {}).get(queue)
+        elapsed = current["t"] - previous["t"] if previous else 0.0
+        if before is not None and elapsed > 0:
+            rates[queue] = max(0.0, (now["finished_total"] - before["finished_total"]) / elapsed)
+        else:
+            rates[queue] = now["done_last_window"] / current["window_s"]
+    return rates
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"
+
+
+def render(state: TopState) -> Group:
+    """The frame: a queue table, a worker table and a one-line footer."""
+    sample = state.sample
+    queues = Table(title="queues", title_justify="left", expand=False)
+    for column in ("queue", "pool", "backlog", "oldest", "unacked", "done/s"):
+        queues.add_column(column, justify="left" if column in ("queue", "pool") else "right")
+    for column in ("wait p50", "wait p95", "run p50", "run p95", "retries", "failed"):
+        queues.add_column(column, justify="right")
+    for name, q in sample["queues"].items():
+        queues.add_row(
+            name,
+            q["pool"],
+            str(q["depth"]),
+            _seconds(q["oldest_age_s"]),
+            str(q["unacked"]),
+            f"{state.rates.get(name, 0.0):.1f}",
+            _seconds(q["wait_p50_s"]),
+            _seconds(q["wait_p95_s"]),
+            _seconds(q["run_p50_s"]),
+            _seconds(q["run_p95_s"]),
+            str(q["retries_total"]),
+            Text(str(q["failed_total"]), style="red" if q["failed_total"] else ""),
+        )
+    workers = Table(title="workers", title_justify="left")
+    for column in ("worker", "pool", "concurrency", "active", "reserved", "processed"):
+        workers.add_column(column, justify="left" if column in ("worker", "pool") else "right")
+    if state.workers is None:
+        workers.add_row("(asking workers…)", "", "", "", "", "")
+    elif not state.workers:
+        workers.add_row(Text("no worker answered", style="yellow"), "", "", "", "", "")
+    for worker in state.workers or []:
+        workers.add_row(
+            worker["name"],
+            worker["pool"],
+            str(worker["concurrency"]),
+            str(worker["active"]),
+            str(worker["reserved"]),
+            str(worker["processed"]),
+        )
+    dead = sample["dead_letters"]
+    footer = Text.assemble(
+        ("dead letters: ", "bold"),
+        (str(dead), "red" if dead else ""),
+        ("   rate-limit waits: ", "bold"),
+        str(sample["rate_limit_waits"]),
+        ("   unacked (all queues): ", "bold"),
+        str(sample["unacked_total"]),
+        (
+            f"   p50/p95 over the last {sample['window_s']:.0f} s · "
+            f"{time.strftime('%H:%M:%S', time.localtime(sample['t']))}",
+            "dim",
+        ),
+    )
+    return Group(queues, workers, footer)
+
+
+def _poll_workers_forever(collector: TopCollector, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            collector.poll_workers()
+        except Exception as exc:  # a broker blip shows as "no answer", it must not kill top
+            click.echo(f"inspect failed: {exc}", err=True)
+        stop.wait(WORKER_POLL_S)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit.")
+@click.option("--interval", type=float, default=REFRESH_S, show_default=True, help="Seconds.")
+def top_command(once: bool, interval: float) -> None:
+    """Live view: backlog, oldest job, wait/run p50/p95, workers, dead letters (Ctrl-C quits)."""
+    from producers.cli import broker_errors
+
+    console = Console()
+    collector = TopCollector()
+    with broker_errors():
+        if once:
+            collector.poll_workers(timeout=1.0)
+            console.print(render(collector.collect()))
+            return
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_workers_forever, args=(collector, stop), daemon=True)
+        poller.start()
+        try:
+            with Live(render(collector.collect()), console=console, screen=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(render(collector.collect()))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.set()

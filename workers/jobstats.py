@@ -1,0 +1,202 @@
+"""Worker-side job statistics in Redis: cumulative histograms, counters and a recent window.
+
+When a job ends, the record writer (:mod:`workers.timings`) adds it here in the same Redis
+pipeline. Three structures, all small and bounded:
+
+- ``jobq:stats:hist:{wait,run}``: one hash per measure; fields ``job|pool|le`` count jobs per
+  bucket (not cumulative), ``job|pool|sum`` and ``job|pool|count``. Cumulative since Redis
+  started, so every Prometheus scrape (``jobq exporter``) reads a consistent, monotonically
+  growing histogram no matter how many workers or exporters there are.
+- ``jobq:stats:total``: finished jobs per ``job|pool|state`` (SUCCESS, FAILURE, RETRY …).
+- ``jobq:stats:recent:<queue>``: the last :data:`RECENT_LIMIT` jobs of a queue as
+  ``finished_at wait run`` strings, for p50/p95 over the last minute (``jobq top``).
+
+Example::
+
+    >>> read_recent(get_redis(), "io", since=time.time() - 60)[0]
+    RecentJob(finished_at=1763900000.1, wait_s=0.002, run_s=0.101)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from workers.pools import POOLS
+
+HIST_KEY = "jobq:stats:hist:"  # + "wait" | "run"
+TOTAL_KEY = "jobq:stats:total"
+RECENT_KEY = "jobq:stats:recent:"  # + queue
+# Enough for p95 over a minute at ~30 jobs/s; at higher rates the window is the last N jobs.
+RECENT_LIMIT = 2000
+RECENT_TTL = 3600
+# Seconds. Covers 1 ms synthetic jobs to the CPU pool's 300 s hard limit.
+BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    math.inf,
+)
+FIELD_SEPARATOR = "|"
+
+
+def pool_of_queue(queue: str) -> str:
+    """The pool profile name (``io``/``cpu``) consuming ``queue``; the queue itself if unknown."""
+    for name, profile in POOLS.items():
+        if profile.queue == queue:
+            return name
+    return queue or "unknown"
+
+
+def bucket_label(seconds: float) -> str:
+    """The ``le`` label of the smallest bucket holding ``seconds``.
+
+    >>> bucket_label(0.03), bucket_label(1e9)
+    ('0.05', '+Inf')
+    """
+    for bound in BUCKETS:
+        if seconds <= bound:
+            return format_bound(bound)
+    return "+Inf"
+
+
+def format_bound(bound: float) -> str:
+    """Prometheus' spelling of a bucket bound."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def add_job(pipe: Any, record: dict[str, Any]) -> None:
+    """Queue the statistics updates for one finished job on a Redis pipeline.
+
+    ``record`` is a job record as :mod:`workers.timings` writes it (floats or "" for times).
+    """
+    name = record.get("name") or "unknown"
+    queue = record.get("queue") or ""
+    pool = pool_of_queue(queue)
+    state = record.get("state") or "UNKNOWN"
+    prefix = f"{name}{FIELD_SEPARATOR}{pool}{FIELD_SEPARATOR}"
+    pipe.hincrby(TOTAL_KEY, f"{prefix}{state}", 1)
+    sent, started, finished = (record.get(f) for f in ("sent_at", "started_at", "finished_at"))
+    wait = max(0.0, started - sent) if sent and started else None
+    run = max(0.0, finished - started) if started and finished else None
+    for measure, value in (("wait", wait), ("run", run)):
+        if value is None:
+            continue
+        key = HIST_KEY + measure
+        pipe.hincrby(key, prefix + bucket_label(value), 1)
+        pipe.hincrbyfloat(key, prefix + "sum", value)
+        pipe.hincrby(key, prefix + "count", 1)
+    if queue and finished:
+        recent = RECENT_KEY + queue
+        pipe.lpush(recent, f"{finished:.3f} {_num(wait)} {_num(run)}")
+        pipe.ltrim(recent, 0, RECENT_LIMIT - 1)
+        pipe.expire(recent, RECENT_TTL)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One cumulative histogram: ``buckets`` maps each ``le`` label to a cumulative count."""
+
+    job: str
+    pool: str
+    buckets: dict[str, int]
+    count: int
+    sum: float
+
+
+def read_histograms(client: redis.Redis, measure: str) -> list[Histogram]:
+    """Every (job, pool) histogram of ``measure`` (``wait`` or ``run``), buckets cumulated."""
+    raw: dict[str, str] = client.hgetall(HIST_KEY + measure)
+    grouped: dict[tuple[str, str], dict[str, str]] = {}
+    for field, value in raw.items():
+        job, pool, part = field.rsplit(FIELD_SEPARATOR, 2)
+        grouped.setdefault((job, pool), {})[part] = value
+    histograms = []
+    for (job, pool), parts in sorted(grouped.items()):
+        running = 0
+        cumulative: dict[str, int] = {}
+        for bound in BUCKETS:
+            label = format_bound(bound)
+            running += int(parts.get(label, 0))
+            cumulative[label] = running
+        histograms.append(
+            Histogram(
+                job=job,
+                pool=pool,
+                buckets=cumulative,
+                count=int(parts.get("count", 0)),
+                sum=float(parts.get("sum", 0.0)),
+            )
+        )
+    return histograms
+
+
+def read_totals(client: redis.Redis) -> dict[tuple[str, str, str], int]:
+    """Finished jobs by (job, pool, state), cumulative."""
+    totals = {}
+    for field, value in client.hgetall(TOTAL_KEY).items():
+        job, pool, state = field.rsplit(FIELD_SEPARATOR, 2)
+        totals[(job, pool, state)] = int(value)
+    return totals
+
+
+@dataclass(frozen=True)
+class RecentJob:
+    """One finished job in the recent window (times in seconds; None when unknown)."""
+
+    finished_at: float
+    wait_s: float | None
+    run_s: float | None
+
+
+def read_recent(client: redis.Redis, queue: str, *, since: float) -> list[RecentJob]:
+    """Jobs of ``queue`` that finished at or after ``since`` (at most the last window's worth).
+
+    Every entry is checked: workers push concurrently, so the list is only roughly by time.
+    """
+    jobs = []
+    for entry in client.lrange(RECENT_KEY + queue, 0, RECENT_LIMIT - 1):
+        finished, wait, run = entry.split(" ")
+        if float(finished) < since:
+            continue
+        jobs.append(
+            RecentJob(
+                finished_at=float(finished),
+                wait_s=None if wait == "-" else float(wait),
+                run_s=None if run == "-" else float(run),
+            )
+        )
+    return jobs
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` in 0..1) of ``values``; None when empty.
+
+    >>> percentile([1, 2, 3, 4], 0.5), percentile([], 0.95)
+    (2, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
