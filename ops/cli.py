@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from ops.control_cli import limits_command, pause_command, resume_command
 from ops.exporter import exporter_command
 from ops.flower import flower_command
 from ops.report import report_command
@@ -36,3 +37,6 @@ main.add_command(exporter_command, "exporter")
 main.add_command(sample_command, "sample")
 main.add_command(report_command, "report")
 main.add_command(show_command, "show")
+main.add_command(limits_command, "limits")
+main.add_command(pause_command, "pause")
+main.add_command(resume_command, "resume")

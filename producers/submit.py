@@ -14,15 +14,17 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from celery.canvas import Signature
 
+from producers.backpressure import AdmissionGate, GateWait, OnFull, gated_publish
 from producers.handle import JobHandle
 from workers.app import app
-from workers.registry import JobSpec, get_job
+from workers.registry import JobSpec, UnknownJob, get_job
 from workers.schema import InvalidArguments
+from workers.settings import get_settings
 
 
 def validate(name: str, arguments: Mapping[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
@@ -34,18 +36,41 @@ def validate(name: str, arguments: Mapping[str, Any]) -> tuple[JobSpec, dict[str
     return spec, spec.schema.validate(arguments)
 
 
-def submit(name: str, /, **arguments: Any) -> JobHandle:
-    """Validate and enqueue one job; return its handle once Redis has accepted it."""
+def submit(
+    name: str,
+    /,
+    *,
+    on_full: OnFull | None = None,
+    gate_timeout: float | None = None,
+    **arguments: Any,
+) -> JobHandle:
+    """Validate and enqueue one job; return its handle once Redis has accepted it.
+
+    Over the queue's high-water mark it waits (``on_full="wait"``, up to ``gate_timeout``
+    seconds) or raises :class:`~producers.backpressure.QueueFull` (``"fail"``); the defaults
+    are ``JOBQ_ON_FULL`` and ``JOBQ_GATE_TIMEOUT``. (Not ``timeout=``: jobs such as
+    ``fetch_url`` have an argument of that name.)
+    """
     spec, checked = validate(name, arguments)
-    with app.producer_or_acquire() as producer:
-        return _publish(spec, checked, producer)
+    (handle,) = submit_gated(spec, [checked], on_full=on_full, timeout=gate_timeout)
+    return handle
 
 
-def submit_many(name: str, arguments: Iterable[Mapping[str, Any]]) -> list[JobHandle]:
+def submit_many(
+    name: str,
+    arguments: Iterable[Mapping[str, Any]],
+    *,
+    on_full: OnFull | None = None,
+    timeout: float | None = None,
+) -> list[JobHandle]:
     """Validate every item first, then enqueue them all over one connection.
 
     Nothing is sent if any item is invalid (the error names its index), so a batch is not left
     half-submitted by a typo. For per-line reporting use :func:`submit_validated`.
+
+    The admission gate is checked per batch: over the high-water mark this waits up to
+    ``timeout`` seconds or fails at once (``on_full``); :class:`QueueFull` then carries the
+    handles of the jobs that were submitted and the count of those that were not.
     """
     spec = get_job(name)
     checked = []
@@ -54,7 +79,43 @@ def submit_many(name: str, arguments: Iterable[Mapping[str, Any]]) -> list[JobHa
             checked.append(spec.schema.validate(item))
         except InvalidArguments as exc:
             raise InvalidArguments(name, [f"item {index}: {p}" for p in exc.problems]) from None
-    return submit_validated(spec, checked)
+    return submit_gated(spec, checked, on_full=on_full, timeout=timeout)
+
+
+def submit_gated(
+    spec: JobSpec,
+    batch: Sequence[dict[str, Any]],
+    *,
+    on_full: OnFull | None = None,
+    timeout: float | None = None,
+    on_wait: Callable[[GateWait], None] | None = None,
+) -> list[JobHandle]:
+    """:func:`submit_validated` behind the admission gate of the job's (first) queue."""
+    if not batch:
+        return []
+    queue = _gate_queue(spec, batch[0])
+    if queue is None:
+        return submit_validated(spec, batch)
+    return gated_publish(
+        AdmissionGate.for_queue(queue),
+        batch,
+        lambda chunk: submit_validated(spec, chunk),
+        on_full=on_full or get_settings().on_full,  # type: ignore[arg-type]
+        timeout=timeout,
+        on_wait=on_wait,
+    )
+
+
+def _gate_queue(spec: JobSpec, sample: dict[str, Any]) -> str | None:
+    # A pipeline is admitted by the queue of its first step: that is where its backlog grows.
+    if spec.queue is not None or spec.build is None:
+        return spec.queue
+    canvas = spec.build(**sample)
+    first = canvas.tasks[0] if getattr(canvas, "tasks", None) else canvas
+    try:
+        return get_job(first.task).queue
+    except UnknownJob:
+        return None
 
 
 def submit_validated(spec: JobSpec, batch: Iterable[dict[str, Any]]) -> list[JobHandle]:

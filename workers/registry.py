@@ -24,6 +24,7 @@ from celery.canvas import Signature
 
 from workers.app import app
 from workers.pools import POOLS
+from workers.ratelimit import rate_options, wait_for_turn
 from workers.schema import ArgumentSchema, InvalidArguments
 
 JobKind = Literal["io", "cpu", "pipeline"]
@@ -71,6 +72,9 @@ class JobTask(Task):
     typing = False  # validation below replaces Celery's signature check, with better errors
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then
+        # (workers/ratelimit.py); not Celery's per-worker rate_limit.
+        wait_for_turn(self, kwargs)
         if args:
             # Positional arguments come only from a chain handing over the previous result.
             return super().__call__(*args, **self.schema.validate(kwargs))
@@ -81,6 +85,7 @@ def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F
     name = options.pop("name", None) or func.__name__
     queue = POOLS[kind].queue
     schema = ArgumentSchema.from_function(func, name=name)
+    options = rate_options(options)  # rate="20/s", rate_key=... (workers/ratelimit.py)
     task = app.task(name=name, base=JobTask, queue=queue, schema=schema, **options)(func)
     JOBS[name] = JobSpec(name=name, kind=kind, schema=schema, doc=_summary(func), task=task)
     # Routing by name, so send_task("fetch_url") from any client lands on the right queue.
@@ -90,6 +95,9 @@ def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F
 
 def io_job(func: F | None = None, **options: Any) -> F | Callable[[F], F]:
     """Declare an I/O job: it runs on the gevent pool (queue ``io``).
+
+    ``rate="20/s"`` limits it cluster-wide, ``rate_key=by_host("url")`` per key of its
+    arguments (workers/ratelimit.py); ``jobq limits set`` changes the rate at run time.
 
     Celery task options (``max_retries``, ``autoretry_for`` …) pass through. A positional-only
     first parameter (``def f(previous, /, …)``) receives the result of the step before it in a
@@ -153,3 +161,7 @@ __all__ = [
     "io_job",
     "pipeline",
 ]
+
+# The pool kill switch (remote-control commands, start-up check) must be loaded in every worker,
+# and every worker imports the registry through the shipped jobs.
+import workers.pause  # noqa: E402, F401

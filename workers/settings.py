@@ -59,6 +59,25 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
+    # --- Back pressure and rate limits (issue 3): producers/backpressure.py, ratelimit.py ---
+    # Admission gate per queue: over the high-water mark producers wait (or fail with
+    # QueueFull) until the backlog (all priority lists + rate-delayed jobs) drains to the
+    # low-water mark. 0 disables the gate for that queue. ~1.5 KB of Redis per queued job.
+    io_high_water: int = Field(default=100_000, ge=0)
+    io_low_water: int = Field(default=80_000, ge=0)
+    cpu_high_water: int = Field(default=100_000, ge=0)
+    cpu_low_water: int = Field(default=80_000, ge=0)
+    # What submit does at the mark unless the caller says: "wait" (block) or "fail" (QueueFull).
+    on_full: str = Field(default="wait", pattern=r"^(wait|fail)$")
+    # How long a waiting producer waits for the backlog to drain before raising QueueFull.
+    gate_timeout: float = Field(default=300.0, ge=0)
+    # Rate limits: a job whose token is at most this many seconds away waits for it in place
+    # (gevent: only its greenlet parks); later ones are parked in Redis until their turn, so
+    # they hold no worker slot and no prefetch. Prefork parks a whole process: keep it short.
+    io_rate_max_park: float = Field(default=1.0, ge=0)
+    cpu_rate_max_park: float = Field(default=0.1, ge=0)
+    # --- end of back pressure and rate limit settings -------------------------------------
+
     def redacted_redis_url(self) -> str:
         """The Redis URL with its password replaced, safe to print or log."""
         return redact_url(self.redis_url)

@@ -20,6 +20,7 @@ import urllib3
 from celery import current_task
 from pydantic import Field
 
+from workers.ratelimit import by_host
 from workers.redis_client import get_redis
 from workers.registry import io_job
 from workers.settings import get_settings
@@ -67,7 +68,8 @@ def download(url: str, *, timeout: float, max_bytes: int) -> tuple[int, bytes, f
     return response.status, b"".join(chunks), time.perf_counter() - started
 
 
-@io_job
+# No rate by default; `jobq limits set fetch_url 5/s` then limits each host to 5 requests/s.
+@io_job(rate_key=by_host("url"))
 def fetch_url(
     url: HttpUrl,
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0,

@@ -1,0 +1,290 @@
+"""The admission gate: producers wait (or fail fast) when a queue's backlog is full.
+
+A Redis list is unbounded (kombu ignores ``x-max-length`` on Redis), so nothing stops a producer
+from filling Redis until it runs out of memory. Each queue therefore has a high-water and a
+low-water mark (``JOBQ_IO_HIGH_WATER`` …). Before a batch is published the gate asks Redis, in
+one Lua script, how many of its jobs fit:
+
+* the backlog is the sum of the queue's priority lists (``io``, ``io\\x06\\x163`` …), the jobs
+  parked by the rate limiter for that queue, and the room other producers have reserved but
+  not yet published, so N producers together never overshoot the mark;
+* a batch that does not fit entirely gets the room that is left and *closes* the gate: from then
+  on, every producer waits until the backlog has drained to the low-water mark (hysteresis, so
+  producers do not wake up for every single job a worker takes);
+* the room granted is a reservation (with a lease, in case the producer dies); the producer
+  releases it right after publishing, when the jobs are counted in the lists themselves.
+
+The check is one ``EVALSHA`` per batch plus one release, not per job (docs/backpressure.md has
+the measured cost). ``on_full="wait"`` polls with backoff up to ``timeout`` seconds;
+``on_full="fail"`` raises :class:`QueueFull` at once. Either way :class:`QueueFull` carries the
+handles of what was submitted and the number that was not, so nothing is reported as
+submitted that was not.
+
+Example::
+
+    gate = AdmissionGate.for_queue("io")
+    handles = gated_publish(gate, items, publish=lambda chunk: submit_validated(spec, chunk),
+                            on_full="fail")
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import redis
+
+from producers.queues import queue_lists
+from workers.redis_client import get_redis
+from workers.settings import Settings, get_settings
+
+OnFull = Literal["wait", "fail"]
+T = TypeVar("T")
+
+GATE_PREFIX = "jobq:gate:"
+# Rate-limited jobs waiting for their turn (workers/ratelimit.py) still count as backlog.
+DELAYED_PREFIX = "jobq:delayed:"
+# A producer that dies between reserving room and publishing frees it after this long.
+RESERVATION_LEASE_MS = 30_000
+# Polling while the gate is closed: start fast (workers may drain quickly), back off to this.
+MAX_POLL_INTERVAL = 0.5
+
+# KEYS: the queue's priority lists…, delayed zset, closed flag, reservations hash, lease zset.
+# ARGV: high, low, wanted, token, lease_ms.  Returns {granted, backlog, closed(0/1)}.
+_ADMIT = """
+local n = #KEYS
+local delayed, closed_key, held, leases = KEYS[n-3], KEYS[n-2], KEYS[n-1], KEYS[n]
+local high, low, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now_ms)
+if #expired > 0 then
+  redis.call('HDEL', held, unpack(expired))
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now_ms)
+end
+local backlog = redis.call('ZCARD', delayed)
+for i = 1, n - 4 do backlog = backlog + redis.call('LLEN', KEYS[i]) end
+for _, v in ipairs(redis.call('HVALS', held)) do backlog = backlog + tonumber(v) end
+if redis.call('EXISTS', closed_key) == 1 then
+  if backlog > low then return {0, backlog, 1} end
+  redis.call('DEL', closed_key)
+end
+local granted = math.min(wanted, high - backlog)
+if granted < wanted then redis.call('SET', closed_key, '1') end
+if granted <= 0 then return {0, backlog, 1} end
+redis.call('HSET', held, ARGV[4], granted)
+redis.call('ZADD', leases, now_ms + tonumber(ARGV[5]), ARGV[4])
+return {granted, backlog, 0}
+"""
+
+
+class QueueFull(Exception):
+    """The queue's backlog is at its high-water mark (or Redis is full): jobs were not submitted.
+
+    ``submitted`` holds the handles of the jobs that did go in before the gate closed, and
+    ``not_submitted`` how many of the caller's jobs did not (the last ones, in order).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        queue: str,
+        backlog: int | None = None,
+        submitted: Sequence[Any] = (),
+        not_submitted: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.queue = queue
+        self.backlog = backlog
+        self.submitted = list(submitted)
+        self.not_submitted = not_submitted
+
+
+class RedisFull(QueueFull):
+    """Redis refused a write: ``maxmemory`` is reached and the policy is ``noeviction``."""
+
+
+@dataclass(frozen=True)
+class WaterMarks:
+    """High/low-water marks of one queue; ``high == 0`` means the gate is off."""
+
+    high: int
+    low: int
+
+    def __post_init__(self) -> None:
+        if self.high < 0 or self.low < 0:
+            raise ValueError("water marks must not be negative")
+        if self.high and self.low >= self.high:
+            raise ValueError(f"low-water mark {self.low} must be below high-water {self.high}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.high > 0
+
+
+def marks_for(queue: str, settings: Settings | None = None) -> WaterMarks:
+    """The configured marks of ``queue`` (``JOBQ_<QUEUE>_HIGH_WATER`` / ``_LOW_WATER``)."""
+    settings = settings or get_settings()
+    high = getattr(settings, f"{queue}_high_water", 0)
+    low = getattr(settings, f"{queue}_low_water", 0)
+    return WaterMarks(high=high, low=min(low, max(high - 1, 0)))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer of one gate check: how many jobs may be published now."""
+
+    granted: int
+    backlog: int
+    closed: bool
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class GateWait:
+    """What a waiting producer reports (the CLI shows it in its progress bar)."""
+
+    queue: str
+    backlog: int
+    marks: WaterMarks
+    waited: float
+
+    def describe(self) -> str:
+        return (
+            f"waiting: {self.queue} backlog {self.backlog:,} over high-water "
+            f"{self.marks.high:,}; resumes below {self.marks.low:,} ({self.waited:.0f}s)"
+        )
+
+
+class AdmissionGate:
+    """The admission gate of one queue (see the module docstring)."""
+
+    def __init__(self, queue: str, marks: WaterMarks, client: redis.Redis | None = None) -> None:
+        self.queue = queue
+        self.marks = marks
+        self.client = client or get_redis()
+        self._script = self.client.register_script(_ADMIT)
+        self._keys = [
+            *queue_lists(queue),
+            DELAYED_PREFIX + queue,
+            f"{GATE_PREFIX}{queue}:closed",
+            f"{GATE_PREFIX}{queue}:held",
+            f"{GATE_PREFIX}{queue}:leases",
+        ]
+
+    @classmethod
+    def for_queue(cls, queue: str) -> AdmissionGate:
+        return cls(queue, marks_for(queue))
+
+    def try_admit(self, wanted: int) -> Admission:
+        """Reserve room for up to ``wanted`` jobs; release it with :meth:`release`."""
+        if not self.marks.enabled:
+            return Admission(granted=wanted, backlog=-1, closed=False)
+        token = uuid.uuid4().hex
+        args = [self.marks.high, self.marks.low, wanted, token, RESERVATION_LEASE_MS]
+        with redis_full_errors(self.queue):
+            granted, backlog, closed = self._script(keys=self._keys, args=args)
+        return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
+
+    def release(self, admission: Admission) -> None:
+        """The reserved jobs are published (or given up): stop counting the reservation."""
+        if admission.token is None:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(self._keys[-2], admission.token)
+        pipe.zrem(self._keys[-1], admission.token)
+        pipe.execute()
+
+    def is_closed(self) -> bool:
+        """True while producers wait for the backlog to drain to the low-water mark."""
+        return bool(self.client.exists(self._keys[-3]))
+
+
+def gated_publish(
+    gate: AdmissionGate,
+    items: Sequence[T],
+    publish: Callable[[list[T]], list[Any]],
+    *,
+    on_full: OnFull = "wait",
+    timeout: float | None = None,
+    on_wait: Callable[[GateWait], None] | None = None,
+    batch_size: int = 1000,
+) -> list[Any]:
+    """Publish ``items`` in batches through ``gate``; return what ``publish`` returned, in order.
+
+    ``publish(chunk)`` must enqueue every job of ``chunk`` and return one handle per job. Over
+    the mark: ``on_full="fail"`` raises :class:`QueueFull` at once; ``"wait"`` waits until the
+    backlog drains to the low-water mark, up to ``timeout`` seconds (default
+    ``JOBQ_GATE_TIMEOUT``), then raises :class:`QueueFull`.
+    """
+    if on_full not in ("wait", "fail"):
+        raise ValueError(f"on_full must be 'wait' or 'fail', not {on_full!r}")
+    timeout = get_settings().gate_timeout if timeout is None else timeout
+    handles: list[Any] = []
+    position = 0
+    started: float | None = None
+    poll = 0.02
+    while position < len(items):
+        wanted = min(batch_size, len(items) - position)
+        admission = gate.try_admit(wanted)
+        if admission.granted:
+            try:
+                with redis_full_errors(gate.queue, handles, len(items) - position):
+                    handles += publish(list(items[position : position + admission.granted]))
+            finally:
+                gate.release(admission)
+            position += admission.granted
+            started, poll = None, 0.02
+            continue
+        waited = 0.0 if started is None else time.monotonic() - started
+        if on_full == "fail" or waited >= timeout:
+            why = "is full" if on_full == "fail" else f"did not drain in {timeout:g}s"
+            raise QueueFull(
+                f"queue {gate.queue!r} {why} (backlog {admission.backlog:,}, high-water "
+                f"{gate.marks.high:,}, low-water {gate.marks.low:,}): "
+                f"{len(items) - position} job(s) not submitted",
+                queue=gate.queue,
+                backlog=admission.backlog,
+                submitted=handles,
+                not_submitted=len(items) - position,
+            )
+        if started is None:
+            started = time.monotonic()
+        if on_wait is not None:
+            on_wait(GateWait(gate.queue, admission.backlog, gate.marks, waited))
+        # Never sleep past the deadline; back off so a long wait costs Redis little.
+        time.sleep(max(0.0, min(poll, timeout - waited)))
+        poll = min(poll * 2, MAX_POLL_INTERVAL)
+    return handles
+
+
+def is_redis_full(exc: BaseException) -> bool:
+    """True for Redis's "OOM command not allowed when used memory > 'maxmemory'" refusal."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc)
+    )
+
+
+@contextmanager
+def redis_full_errors(
+    queue: str, submitted: Sequence[Any] = (), pending: int = 0
+) -> Iterator[None]:
+    """Turn Redis's out-of-memory refusal into :class:`RedisFull` with a message that says why."""
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if not is_redis_full(exc):
+            raise
+        raise RedisFull(
+            "Redis is full (used_memory reached maxmemory, policy noeviction) and refused "
+            f"new jobs for queue {queue!r}: let the workers drain it, or raise maxmemory. "
+            f"{pending} job(s) not confirmed as submitted.",
+            queue=queue,
+            submitted=submitted,
+            not_submitted=pending,
+        ) from exc

@@ -1,0 +1,109 @@
+"""Rate limits hold across every worker process: one schedule in Redis, not one per worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ops.cli import main
+from producers import submit_many
+from workers.ratelimit import InvalidRate, effective_rate, parse_rate
+from workers.timings import read_records
+
+from .waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def observed_rate(finished: list[float]) -> tuple[float, float]:
+    """(jobs per second, seconds observed) from completion timestamps."""
+    times = sorted(finished)
+    span = times[-1] - times[0]
+    return (len(times) - 1) / span, span
+
+
+def wait_for_records(ids: list[str], timeout: float) -> list[dict]:
+    def all_done() -> list[dict] | None:
+        records = read_records(ids)
+        return records if all(r.get("state") == "SUCCESS" for r in records) else None
+
+    return wait_until(all_done, timeout=timeout, interval=0.25, message="jobs did not finish")
+
+
+def test_three_io_workers_share_one_20_per_second_limit(workers):
+    # Started in parallel, then waited for: three start-ups cost the time of one.
+    started = [workers("io", ready=False, concurrency=50) for _ in range(3)]
+    result = CliRunner().invoke(main, ["limits", "set", "io_wait", "20/s"])
+    assert result.exit_code == 0, result.output
+    for worker in started:
+        worker.wait_ready(timeout=60)
+
+    handles = submit_many("io_wait", [{"ms": 1}] * 130)
+    records = wait_for_records([h.id for h in handles], timeout=60)
+
+    rate, span = observed_rate([r["finished_at"] for r in records])
+    assert span >= 5.0
+    assert 17.0 <= rate <= 23.0, f"observed {rate:.1f} jobs/s over {span:.1f}s, limit 20/s"
+    assert len({r["worker"] for r in records}) == 3, "all three workers should have run jobs"
+    assert len(records) == len({h.id for h in handles}) == 130
+
+
+def test_a_per_host_key_gives_each_host_its_own_limit(workers, local_site):
+    started = [workers("io", ready=False, concurrency=50) for _ in range(2)]
+    for worker in started:
+        worker.wait_ready(timeout=60)
+    CliRunner().invoke(main, ["limits", "set", "fetch_url", "5/s"])
+    hosts = {"127.0.0.1": [], "localhost": []}
+    batch = []
+    for n in range(30):
+        for host in hosts:
+            batch.append({"url": f"http://{host}:{local_site.port}/page/{n}", "timeout": 5})
+
+    handles = submit_many("fetch_url", batch)
+    records = wait_for_records([h.id for h in handles], timeout=60)
+
+    for item, record in zip(batch, records, strict=True):
+        hosts[item["url"].split("//")[1].split(":")[0]].append(record["finished_at"])
+    for host, finished in hosts.items():
+        rate, span = observed_rate(finished)
+        assert 4.25 <= rate <= 5.75, f"{host}: {rate:.2f} jobs/s over {span:.1f}s, limit 5/s"
+    both = observed_rate(hosts["127.0.0.1"] + hosts["localhost"])[0]
+    assert both > 8.0, "the two hosts should not share one limit"
+
+
+def limits_by_job(runner: CliRunner) -> dict[str, dict]:
+    result = runner.invoke(main, ["limits", "--json"])
+    assert result.exit_code == 0, result.output
+    return {row["job"]: row for row in json.loads(result.output)}
+
+
+def test_limits_can_be_read_changed_and_cleared_at_run_time(redis_client):
+    runner = CliRunner()
+    assert runner.invoke(main, ["limits", "set", "io_wait", "600/m"]).exit_code == 0
+    rows = limits_by_job(runner)
+    assert rows["io_wait"]["effective"] == "600/m"
+    assert rows["fetch_url"]["key"] == "host of url"
+
+    assert runner.invoke(main, ["limits", "clear", "io_wait"]).exit_code == 0
+    rows = limits_by_job(runner)
+    assert rows["io_wait"]["effective"] is None
+
+    bad = runner.invoke(main, ["limits", "set", "io_wait", "fast"])
+    assert bad.exit_code == 2
+    assert "not a rate" in bad.output
+    assert runner.invoke(main, ["limits", "set", "no_such_job", "1/s"]).exit_code == 2
+
+
+def test_rates_parse_and_a_run_time_limit_overrides_the_declared_one():
+    assert parse_rate("20/s").interval == pytest.approx(0.05)
+    assert parse_rate("600/m").per_second() == pytest.approx(10)
+    assert parse_rate("3600/h").interval == pytest.approx(1)
+    for bad in ("", "20", "0/s", "-1/s", "20/d", "x/s"):
+        with pytest.raises(InvalidRate):
+            parse_rate(bad)
+    assert effective_rate("20/s", None).text == "20/s"
+    assert effective_rate("20/s", "5/s").text == "5/s"
+    assert effective_rate("20/s", "off") is None
+    assert effective_rate(None, None) is None
