@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -82,27 +83,34 @@ def jobs_per_second(previous: dict[str, Any] | None, current: dict[str, Any]) ->
 
 
 def _seconds(value: float | None) -> str:
+    """Compact durations for narrow terminals: 53ms, 2.1s, 75s, 3.2m."""
     if value is None:
         return "-"
     if value < 1:
-        return f"{value * 1000:.0f} ms"
+        return f"{value * 1000:.0f}ms"
+    if value < 10:
+        return f"{value:.1f}s"
     if value < 120:
-        return f"{value:.1f} s"
-    return f"{value / 60:.1f} min"
+        return f"{value:.0f}s"
+    return f"{value / 60:.1f}m"
 
 
 def render(state: TopState) -> Group:
     """The frame: a queue table, a worker table and a one-line footer."""
     sample = state.sample
-    queues = Table(title="queues", title_justify="left", expand=False)
-    for column in ("queue", "pool", "backlog", "oldest", "unacked", "done/s"):
-        queues.add_column(column, justify="left" if column in ("queue", "pool") else "right")
-    for column in ("wait p50", "wait p95", "run p50", "run p95", "retries", "failed"):
+    # One space between columns (the box's divider, no padding) and two-line headers: the frame
+    # fits an 80-column terminal.
+    queues = Table(
+        title="queues", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False
+    )
+    queues.add_column("queue")
+    for column in ("backlog", "oldest\njob", "unacked", "done/s"):
+        queues.add_column(column, justify="right")
+    for column in ("wait\np50", "wait\np95", "run\np50", "run\np95", "retries", "failed"):
         queues.add_column(column, justify="right")
     for name, q in sample["queues"].items():
         queues.add_row(
             name,
-            q["pool"],
             str(q["depth"]),
             _seconds(q["oldest_age_s"]),
             str(q["unacked"]),
@@ -114,7 +122,9 @@ def render(state: TopState) -> Group:
             str(q["retries_total"]),
             Text(str(q["failed_total"]), style="red" if q["failed_total"] else ""),
         )
-    workers = Table(title="workers", title_justify="left")
+    workers = Table(
+        title="workers", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False
+    )
     for column in ("worker", "pool", "concurrency", "active", "reserved", "processed"):
         workers.add_column(column, justify="left" if column in ("worker", "pool") else "right")
     if state.workers is None:
@@ -134,17 +144,17 @@ def render(state: TopState) -> Group:
     footer = Text.assemble(
         ("dead letters: ", "bold"),
         (str(dead), "red" if dead else ""),
-        ("   rate-limit waits: ", "bold"),
+        (" · rate-limit waits: ", "bold"),
         str(sample["rate_limit_waits"]),
-        ("   unacked (all queues): ", "bold"),
+        (" · unacked: ", "bold"),
         str(sample["unacked_total"]),
         (
-            f"   p50/p95 over the last {sample['window_s']:.0f} s · "
+            f" · p50/p95: last {sample['window_s']:.0f} s · "
             f"{time.strftime('%H:%M:%S', time.localtime(sample['t']))}",
             "dim",
         ),
     )
-    return Group(queues, workers, footer)
+    return Group(queues, "", workers, "", footer)
 
 
 def _poll_workers_forever(collector: TopCollector, stop: threading.Event) -> None:
