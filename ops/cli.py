@@ -17,6 +17,7 @@ from ops.report import report_command
 from ops.sampler import sample_command
 from ops.show import show_command
 from ops.top import top_command
+from ops.up import up_command
 from producers.cli import jobs_command, status_command, submit_command
 from workers.cli import worker_command
 
@@ -37,6 +38,7 @@ main.add_command(exporter_command, "exporter")
 main.add_command(sample_command, "sample")
 main.add_command(report_command, "report")
 main.add_command(show_command, "show")
+main.add_command(up_command, "up")
 main.add_command(limits_command, "limits")
 main.add_command(pause_command, "pause")
 main.add_command(resume_command, "resume")
