@@ -50,8 +50,28 @@ class Settings(BaseSettings):
     # Results and job records expire; failures are kept longer so they can be inspected.
     result_expires: int = Field(default=86_400, ge=60)
     result_failure_expires: int = Field(default=604_800, ge=60)
-    # Must exceed the longest time a job can stay unacknowledged (wait + hard time limit).
-    visibility_timeout: int = Field(default=3_600, ge=60)
+    # --- Reliability (issue 4): leases, dead letters, retries, submit limits ---------------
+    # The lease: a delivered job that no live worker has renewed for this many seconds goes
+    # back to the queue (kombu's visibility_timeout). Live workers renew the jobs they hold
+    # every lease_renew_interval seconds (workers/lease.py), so long jobs are never handed out
+    # twice, while a killed worker's jobs return within visibility_timeout + restore_interval.
+    visibility_timeout: int = Field(default=30, ge=3)
+    lease_renew_interval: float = Field(default=10.0, gt=0)
+    # How often each worker looks for expired leases (kombu's unacked_restore_interval).
+    restore_interval: int = Field(default=5, ge=1)
+    # Where terminal failures and rejected messages are kept (a hash plus an index by time).
+    dead_letter_key: str = "jobq:dead"
+    # Declared transient errors (retry_on=...) retry up to this many times, with exponential
+    # backoff capped at retry_backoff_max seconds, plus full jitter.
+    transient_max_retries: int = Field(default=5, ge=0)
+    retry_backoff_max: int = Field(default=60, ge=1)
+    # submit(..., key=...): the same key within this many seconds returns the existing job.
+    idempotency_window: int = Field(default=86_400, ge=1)
+    # Arguments larger than this (JSON-encoded bytes) are refused at submit.
+    max_argument_bytes: int = Field(default=1_048_576, ge=1024)
+    # gevent has no soft time limit of its own; jobq adds one (workers/timelimits.py).
+    io_soft_time_limit: float = Field(default=50.0, gt=0)
+    # --- end of reliability settings ----------------------------------------------------
 
     # fetch_url: refuse bodies larger than this, so one huge page cannot exhaust a worker.
     fetch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
