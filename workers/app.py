@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from celery import Celery
@@ -25,6 +26,7 @@ def create_app() -> Celery:
     """Build the Celery app from the current settings."""
     settings = get_settings()
     celery_app = Celery("jobq", include=["workers.jobs"])
+    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if settings.redis_url.startswith("rediss") else None
     socket_options = {
         # Every Redis call has a bound: a half-open connection must not hang a worker forever.
         "socket_timeout": 30,
@@ -66,7 +68,14 @@ def create_app() -> Celery:
         broker_connection_retry_on_startup=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={
+            # The lease (workers/lease.py): short visibility timeout, renewed by live workers;
+            # every worker sweeps for expired leases every restore_interval seconds (throttle 1
+            # makes the interval the only control), and a sweeper that dies mid-sweep blocks
+            # the others for at most unacked_mutex_expire seconds (kombu's default is 300).
             "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": settings.restore_interval,
+            "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": 15,
             **socket_options,
         },
         result_backend_transport_options={**socket_options},
@@ -74,6 +83,13 @@ def create_app() -> Celery:
         redis_socket_connect_timeout=5,
         broker_pool_limit=10,
         worker_hijack_root_logger=True,
+        # Undecodable, foreign, unknown and invalid messages are dead-lettered, not dropped;
+        # a queue item that is not even a kombu envelope must not stop the worker.
+        worker_consumer="workers.rejection:RejectingConsumer",
+        broker_transport="workers.rejection:GuardedRedisTransport",
+        # rediss:// means TLS with a verified certificate (kombu alone would not verify it).
+        broker_use_ssl=tls,
+        redis_backend_use_ssl=tls,
     )
     return celery_app
 
@@ -90,5 +106,8 @@ def _share_result_backend_in_workers(conf: Any = None, **_: Any) -> None:
     (conf or app.conf).result_backend_thread_safe = True
 
 
-# Signal handlers that record job timings; imported for their side effect.
+# Imported for their side effects: signal handlers that dead-letter terminal failures and
+# renew leases (reliability, issue 4), and ones that record job timings.
+import workers.deadletter  # noqa: E402
+import workers.lease  # noqa: E402
 import workers.timings  # noqa: E402, F401

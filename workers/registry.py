@@ -23,9 +23,12 @@ from celery import Task
 from celery.canvas import Signature
 
 from workers.app import app
+from workers.delivery_limit import check_delivery_limit
 from workers.pools import POOLS
 from workers.ratelimit import rate_options, wait_for_turn
+from workers.retrying import retry_options
 from workers.schema import ArgumentSchema, InvalidArguments
+from workers.timelimits import soft_time_limit
 
 JobKind = Literal["io", "cpu", "pipeline"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,19 +75,24 @@ class JobTask(Task):
     typing = False  # validation below replaces Celery's signature check, with better errors
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A job whose runs keep killing their process is refused here (workers/delivery_limit.py).
+        check_delivery_limit(self)
         # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then
         # (workers/ratelimit.py); not Celery's per-worker rate_limit.
         wait_for_turn(self, kwargs)
-        if args:
-            # Positional arguments come only from a chain handing over the previous result.
-            return super().__call__(*args, **self.schema.validate(kwargs))
-        return super().__call__(**self.schema.validate(kwargs))
+        # gevent has no soft time limit of its own; this adds one (workers/timelimits.py).
+        with soft_time_limit(self):
+            if args:
+                # Positional arguments come only from a chain handing over the previous result.
+                return super().__call__(*args, **self.schema.validate(kwargs))
+            return super().__call__(**self.schema.validate(kwargs))
 
 
 def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F:
     name = options.pop("name", None) or func.__name__
     queue = POOLS[kind].queue
     schema = ArgumentSchema.from_function(func, name=name)
+    options = retry_options(options)  # retry_on=(...) -> backoff + jitter (workers/retrying.py)
     options = rate_options(options)  # rate="20/s", rate_key=... (workers/ratelimit.py)
     task = app.task(name=name, base=JobTask, queue=queue, schema=schema, **options)(func)
     JOBS[name] = JobSpec(name=name, kind=kind, schema=schema, doc=_summary(func), task=task)

@@ -1,0 +1,99 @@
+"""The lease: live workers keep their jobs; a dead worker's jobs return within a minute.
+
+kombu's Redis transport emulates acks: each delivered message sits in the hash ``unacked``
+with its delivery time as its score in the sorted set ``unacked_index``; every worker sweeps
+that index (``restore_visible``) and pushes back into the queue any message older than
+``visibility_timeout``. One fixed timeout cannot serve both needs: an hour leaves a killed
+worker's jobs invisible for an hour, a minute hands a two-minute job to a second worker.
+
+jobq therefore uses a short timeout (``JOBQ_VISIBILITY_TIMEOUT``, 30 s) as a *lease*, and each
+live worker renews it: every ``JOBQ_LEASE_RENEW_INTERVAL`` seconds (10 s) it sets the score of
+every delivery it still holds (running, prefetched, waiting for a retry countdown) to now,
+with ``ZADD XX`` so a message acked meanwhile is not brought back. The renewal runs on the
+consumer's timer, in the worker's main process, so it continues while prefork children compute.
+
+What it gives (the numbers are the defaults):
+* a worker killed outright (OOM, SIGKILL, lost host) stops renewing; its jobs, prefetched ones
+  included, are back in the queue within visibility_timeout + restore_interval (≈35 s, < 60 s);
+* a job running for minutes on a live worker is never handed out again;
+* duplicates remain possible (delivery is at least once): a worker cut off from Redis for
+  longer than the lease, or a gevent worker whose hub is blocked that long by a CPU-bound job,
+  loses its lease and the job may run again elsewhere. Use ``submit(..., key=...)`` and
+  idempotent effects.
+
+Example (installed for every worker by importing this module in workers/app.py)::
+
+    $ JOBQ_VISIBILITY_TIMEOUT=30 JOBQ_LEASE_RENEW_INTERVAL=10 jobq worker cpu
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import bootsteps
+
+from workers.app import app
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def held_delivery_tags(consumer: Any) -> list[str]:
+    """Delivery tags this worker has received and not yet acknowledged."""
+    qos = consumer.task_consumer.channel.qos
+    dirty = set(getattr(qos, "_dirty", ()))
+    return [tag for tag in list(qos._delivered) if tag not in dirty]
+
+
+def renew_leases(consumer: Any) -> int:
+    """Set the lease of every held delivery to now; return how many were renewed."""
+    channel = consumer.task_consumer.channel
+    tags = held_delivery_tags(consumer)
+    if not tags:
+        return 0
+    now = time.time()
+    with channel.conn_or_acquire() as client:
+        # XX: update only; a message acked since the snapshot must not reappear in the index.
+        return int(client.zadd(channel.unacked_index_key, dict.fromkeys(tags, now), xx=True) or 0)
+
+
+class LeaseRenewal(bootsteps.StartStopStep):
+    """Consumer bootstep renewing the leases of held deliveries on the consumer's timer."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry: Any = None
+
+    def start(self, parent: Any) -> None:
+        settings = get_settings()
+        if settings.lease_renew_interval >= settings.visibility_timeout:
+            log.warning(
+                "JOBQ_LEASE_RENEW_INTERVAL (%ss) >= JOBQ_VISIBILITY_TIMEOUT (%ss): leases will "
+                "expire between renewals and jobs may run twice",
+                settings.lease_renew_interval,
+                settings.visibility_timeout,
+            )
+        self.timer_entry = parent.timer.call_repeatedly(
+            settings.lease_renew_interval, self._renew, (parent,), priority=10
+        )
+
+    def _renew(self, parent: Any) -> None:
+        try:
+            renewed = renew_leases(parent)
+            log.debug("renewed %d lease(s)", renewed)
+        except Exception:  # during a reconnect the channel is gone; the next tick retries
+            log.warning("could not renew leases", exc_info=True)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+    shutdown = stop
+
+
+app.steps["consumer"].add(LeaseRenewal)

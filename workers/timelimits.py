@@ -1,0 +1,122 @@
+"""Time limits on the gevent pool: the soft limit gevent lacks, and a hard limit for CPU loops.
+
+Prefork has both limits natively (``--soft-time-limit`` raises ``SoftTimeLimitExceeded`` in the
+job; ``--time-limit`` kills the child). Celery's gevent pool has only the hard limit, as a
+``gevent.Timeout`` that fires only where the job yields to the hub; a job that computes without
+yielding is never stopped, and blocks every other greenlet meanwhile. This module fills both
+gaps, for jobs running on gevent only:
+
+* **Soft limit.** The job body runs under ``gevent.Timeout(soft, SoftTimeLimitExceeded())``, so
+  the job can catch ``SoftTimeLimitExceeded`` and clean up, exactly as on prefork.
+  ``JOBQ_IO_SOFT_TIME_LIMIT`` (or the job's ``soft_time_limit``) sets it.
+* **Hard limit for non-yielding code.** A watchdog OS thread (not a greenlet, so it runs while
+  the hub is blocked) notices a job past its hard limit and signals the process (SIGALRM); the
+  signal handler runs in the main thread, i.e. inside the blocking job, and raises
+  ``TimeLimitExceeded`` there, unless the running greenlet is not that job. Pure-Python loops
+  are stopped within about a second of the limit; a single long C call (one huge regex) is not
+  interruptible, and a job that swallows every ``Exception`` can ignore it.
+
+Example::
+
+    with soft_time_limit(task):     # used by JobTask.__call__; a no-op outside gevent
+        task.run(**kwargs)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL = 0.5
+_deadlines: dict[Any, tuple[float, float]] = {}  # greenlet -> (monotonic deadline, limit)
+_watchdog_started = False
+
+
+def on_gevent() -> bool:
+    """True in a process that gevent has monkey-patched (the I/O worker)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+def _limits(task: Task) -> tuple[float | None, float | None]:
+    """(hard, soft) for this run: the message's, else the task's, else the I/O pool settings."""
+    settings = get_settings()
+    hard, soft = (getattr(task.request, "timelimit", None) or (None, None))[:2]
+    hard = hard or task.time_limit or settings.io_time_limit
+    soft = soft or task.soft_time_limit or settings.io_soft_time_limit
+    if soft is not None and hard is not None and soft >= hard:
+        soft = None  # a soft limit at or after the hard one would never be seen
+    return hard, soft
+
+
+@contextlib.contextmanager
+def soft_time_limit(task: Task) -> Iterator[None]:
+    """Run a job body under the gevent soft limit and the CPU-loop watchdog (gevent only)."""
+    if not on_gevent():
+        yield
+        return
+    import gevent
+
+    hard, soft = _limits(task)
+    current = gevent.getcurrent()
+    if hard:
+        _start_watchdog()
+        _deadlines[current] = (time.monotonic() + hard, hard)
+    try:
+        if soft:
+            with gevent.Timeout(soft, SoftTimeLimitExceeded(f"soft time limit ({soft}s) exceeded")):
+                yield
+        else:
+            yield
+    finally:
+        _deadlines.pop(current, None)
+
+
+def _raise_in_overdue_job(signum: int, frame: Any) -> None:
+    import gevent
+
+    current = gevent.getcurrent()
+    entry = _deadlines.get(current)
+    if entry is not None and entry[0] <= time.monotonic():
+        del _deadlines[current]
+        raise TimeLimitExceeded(entry[1])
+
+
+def _start_watchdog() -> None:
+    global _watchdog_started
+    if _watchdog_started:
+        return
+    _watchdog_started = True
+    from gevent import monkey
+
+    signal.signal(signal.SIGALRM, _raise_in_overdue_job)
+    # The original (unpatched) thread and sleep: a greenlet would be blocked with the hub.
+    start_thread = monkey.get_original("_thread", "start_new_thread")
+    real_sleep = monkey.get_original("time", "sleep")
+
+    def watch() -> None:
+        while True:
+            real_sleep(WATCHDOG_INTERVAL)
+            now = time.monotonic()
+            if any(deadline <= now for deadline, _ in list(_deadlines.values())):
+                # A cooperative job is stopped by the pool's own gevent.Timeout at its deadline;
+                # one still here after that is blocking the hub. The handler checks which.
+                os.kill(os.getpid(), signal.SIGALRM)
+
+    start_thread(watch, ())
+    log.info("gevent time-limit watchdog started (checks every %ss)", WATCHDOG_INTERVAL)
