@@ -13,7 +13,10 @@ metric                                  type       labels / meaning
 ``jobq_job_run_seconds``                histogram  ``job, pool``: started → finished
 ``jobq_jobs_finished_total``            counter    ``job, pool, state``: attempts that ended
 ``jobq_dead_letters``                   gauge      entries in the dead-letter store
-``jobq_rate_limit_waits_total``         counter    waits for a rate-limit token
+``jobq_queue_parked``                   gauge      ``queue``: rate-limited jobs parked in Redis
+``jobq_rate_limit_waits_total``         counter    ``job``: runs that waited for their turn
+``jobq_rate_limit_wait_seconds_total``  counter    ``job``: seconds spent waiting for turns
+``jobq_rate_limit_parked_total``        counter    ``job``: jobs parked until a far-off turn
 ``jobq_redis_up``                       gauge      1 if Redis answered this scrape
 ======================================  =========  =============================================
 
@@ -52,7 +55,8 @@ from ops.sampler import (
     dead_letter_count,
     default_queues,
     oldest_sent_at,
-    rate_limit_waits,
+    parked_by_queue,
+    rate_limit_stats,
     unacked_by_queue,
 )
 from producers.queues import queue_depths
@@ -97,14 +101,21 @@ class JobqCollector(Collector):
             "Messages delivered to a worker and not acknowledged yet.",
             labels=["queue"],
         )
+        parked = GaugeMetricFamily(
+            "jobq_queue_parked",
+            "Rate-limited jobs parked in Redis until their turn (not in the queue list).",
+            labels=["queue"],
+        )
         depths = queue_depths(client, queues)
         held = unacked_by_queue(client, queues)
+        parked_now = parked_by_queue(client, queues)
         for queue in queues:
             depth.add_metric([queue], depths[queue])
+            parked.add_metric([queue], parked_now[queue])
             sent = oldest_sent_at(client, queue)
             oldest.add_metric([queue], max(0.0, now - sent) if sent is not None else 0.0)
             unacked.add_metric([queue], held[queue])
-        yield from (depth, oldest, unacked)
+        yield from (depth, oldest, unacked, parked)
 
         for measure, meaning in (("wait", "sent to started"), ("run", "started to finished")):
             family = HistogramMetricFamily(
@@ -133,10 +144,25 @@ class JobqCollector(Collector):
         dead.add_metric([], dead_letter_count(client))
         yield dead
         waits = CounterMetricFamily(
-            "jobq_rate_limit_waits", "Times a job waited for a rate-limit token."
+            "jobq_rate_limit_waits",
+            "Runs that waited in place for their rate-limit turn.",
+            labels=["job"],
         )
-        waits.add_metric([], rate_limit_waits(client))
-        yield waits
+        waited = CounterMetricFamily(
+            "jobq_rate_limit_wait_seconds",
+            "Seconds spent waiting in place for rate-limit turns.",
+            labels=["job"],
+        )
+        parked_total = CounterMetricFamily(
+            "jobq_rate_limit_parked",
+            "Jobs parked in Redis because their turn was far off.",
+            labels=["job"],
+        )
+        for job, stats in sorted(rate_limit_stats(client).items()):
+            waits.add_metric([job], stats.get("waits", 0))
+            waited.add_metric([job], stats.get("wait_seconds", 0.0))
+            parked_total.add_metric([job], stats.get("parked", 0))
+        yield from (waits, waited, parked_total)
 
 
 def build_registry(client: redis.Redis | None = None) -> CollectorRegistry:

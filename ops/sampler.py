@@ -31,6 +31,7 @@ import click
 import redis
 
 from producers.queues import UNACKED_HASH, queue_depths, queue_lists
+from workers import ratelimit
 from workers.jobstats import percentile, pool_of_queue, read_recent, read_totals
 from workers.pools import POOLS
 from workers.redis_client import get_redis
@@ -97,20 +98,24 @@ def dead_letter_count(client: redis.Redis) -> int:
         return 0
 
 
-def rate_limit_waits(client: redis.Redis) -> int:
-    """How many times jobs waited for a rate-limit token (0 until rate limiting counts them).
+def rate_limit_stats(client: redis.Redis) -> dict[str, dict[str, float]]:
+    """Per job: runs that waited for a rate-limit turn, seconds waited, jobs parked in Redis.
 
-    Hook: when workers/ratelimit.py counts waits in Redis, read that counter here.
+    Read from the counters workers/ratelimit.py keeps (``jobq:ratelimit:stats``).
     """
-    try:
-        from workers import ratelimit  # type: ignore[attr-defined]
-    except ImportError:
-        return 0
-    key = getattr(ratelimit, "WAITS_KEY", None)
-    if not key:
-        return 0
-    value = client.get(key)
-    return int(value) if value else 0
+    stats: dict[str, dict[str, float]] = {}
+    for field_name, value in client.hgetall(ratelimit.STATS_KEY).items():
+        job, _, name = field_name.rpartition(":")
+        stats.setdefault(job, {})[name] = float(value)
+    return stats
+
+
+def parked_by_queue(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
+    """Rate-limited jobs parked in Redis until their turn (``jobq:delayed:<queue>``)."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        pipe.zcard(ratelimit.DELAYED_PREFIX + queue)
+    return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
 
 
 def collect_sample(
@@ -127,6 +132,8 @@ def collect_sample(
     depths = queue_depths(client, queues)
     unacked = unacked_by_queue(client, queues)
     totals = read_totals(client)
+    parked = parked_by_queue(client, queues)
+    limits = rate_limit_stats(client)
     per_queue: dict[str, Any] = {}
     for queue in queues:
         pool = pool_of_queue(queue)
@@ -140,8 +147,11 @@ def collect_sample(
             "depth": depths[queue],
             "oldest_age_s": round(max(0.0, now - sent), 3) if sent is not None else None,
             "unacked": unacked[queue],
-            # Attempts that ended, by state; RETRY counts attempts that asked to be retried.
-            "finished_total": sum(n for state, n in done.items() if state != "RETRY"),
+            # Rate-limited jobs waiting in Redis for their turn: backlog too, just not listed.
+            "parked": parked[queue],
+            # Jobs that ended for good. RETRY counts attempts that asked to be retried; IGNORED
+            # ones were parked by the rate limiter and come back later.
+            "finished_total": done.get("SUCCESS", 0) + done.get("FAILURE", 0),
             "failed_total": done.get("FAILURE", 0),
             "retries_total": done.get("RETRY", 0),
             "done_last_window": len(recent),
@@ -156,7 +166,8 @@ def collect_sample(
         "queues": per_queue,
         "unacked_total": int(client.hlen(UNACKED_HASH)),
         "dead_letters": dead_letter_count(client),
-        "rate_limit_waits": rate_limit_waits(client),
+        "rate_limit_waits": int(sum(job.get("waits", 0) for job in limits.values())),
+        "rate_limit": limits,
     }
 
 

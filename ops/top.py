@@ -104,7 +104,7 @@ def render(state: TopState) -> Group:
         title="queues", title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False
     )
     queues.add_column("queue")
-    for column in ("backlog", "oldest\njob", "unacked", "done/s"):
+    for column in ("backlog", "oldest\njob", "unacked", "parked", "done/s"):
         queues.add_column(column, justify="right")
     for column in ("wait\np50", "wait\np95", "run\np50", "run\np95", "retries", "failed"):
         queues.add_column(column, justify="right")
@@ -114,6 +114,7 @@ def render(state: TopState) -> Group:
             str(q["depth"]),
             _seconds(q["oldest_age_s"]),
             str(q["unacked"]),
+            str(q.get("parked", 0)),
             f"{state.rates.get(name, 0.0):.1f}",
             _seconds(q["wait_p50_s"]),
             _seconds(q["wait_p95_s"]),
@@ -146,8 +147,6 @@ def render(state: TopState) -> Group:
         (str(dead), "red" if dead else ""),
         (" · rate-limit waits: ", "bold"),
         str(sample["rate_limit_waits"]),
-        (" · unacked: ", "bold"),
-        str(sample["unacked_total"]),
         (
             f" · p50/p95: last {sample['window_s']:.0f} s · "
             f"{time.strftime('%H:%M:%S', time.localtime(sample['t']))}",

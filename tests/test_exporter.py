@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ops.processes import ManagedProcess, jobq_argv, spawn
 from producers import submit_many
 from tests.waiting import wait_until
+from workers.ratelimit import read_stats, set_limit
 from workers.timings import read_records
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,8 @@ def test_exporter_reports_backlog_then_the_histograms_of_what_ran(exporter, work
     assert at(before, "jobq_dead_letters") == 0
     assert not any(name.startswith("jobq_job_wait_seconds") for name, _ in before)
 
+    # A run-time limit of 10/s on io_wait: 7 jobs at once, so most wait in place for their turn.
+    set_limit("io_wait", "10/s")
     workers("io", concurrency=5)
     workers("cpu", concurrency=1)
     spun = submit_many("cpu_spin", [{"ms": 5}] * 4)
@@ -112,6 +115,12 @@ def test_exporter_reports_backlog_then_the_histograms_of_what_ran(exporter, work
     # io_wait sleeps 20 ms: the run time sum is at least 7 × 20 ms, and no run is under 10 ms.
     assert at(after, "jobq_job_run_seconds_sum", **io_wait) >= 7 * 0.020
     assert at(after, "jobq_job_run_seconds_bucket", **io_wait, le="0.01") == 0
+
+    # Most of them waited (how many depends on when each was taken); the exporter reports
+    # exactly what the limiter counted.
+    limiter = read_stats()["io_wait"]
+    assert at(after, "jobq_rate_limit_waits_total", job="io_wait") == limiter["waits"] >= 3
+    assert at(after, "jobq_rate_limit_wait_seconds_total", job="io_wait") > 0
 
     # Counters live in Redis, not in the exporter: a second scrape reads the same totals.
     again = scrape(exporter)
