@@ -44,7 +44,7 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     result = AsyncResult(job_id, app=app)
     meta = result.backend.get_task_meta(job_id)
     state = meta.get("status") or result.state
-    if not record and state == "PENDING":
+    if not record.get("name") and state == "PENDING":  # no record (read_records gives {} fields)
         return None
     outcome = meta.get("result")
     if state in ("FAILURE", "RETRY") and outcome is not None:
