@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from ops.control_cli import limits_command, pause_command, resume_command
+from ops.demo_site_cli import demo_site_command
 from ops.exporter import exporter_command
 from ops.flower import flower_command
 from ops.report import report_command
@@ -39,6 +40,7 @@ main.add_command(sample_command, "sample")
 main.add_command(report_command, "report")
 main.add_command(show_command, "show")
 main.add_command(up_command, "up")
+main.add_command(demo_site_command, "demo-site")
 main.add_command(limits_command, "limits")
 main.add_command(pause_command, "pause")
 main.add_command(resume_command, "resume")
