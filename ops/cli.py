@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from ops.control_cli import limits_command, pause_command, resume_command
+from ops.dead_cli import dead_command
 from ops.demo_site_cli import demo_site_command
 from ops.exporter import exporter_command
 from ops.flower import flower_command
@@ -44,3 +45,4 @@ main.add_command(demo_site_command, "demo-site")
 main.add_command(limits_command, "limits")
 main.add_command(pause_command, "pause")
 main.add_command(resume_command, "resume")
+main.add_command(dead_command, "dead")

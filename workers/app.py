@@ -55,7 +55,8 @@ def create_app() -> Celery:
         # being requeued forever (Celery 5.7); rejecting is the fallback if the retry can't be sent.
         task_retry_on_worker_lost=True,
         task_reject_on_worker_lost=True,
-        task_default_max_retries=settings.max_retries_on_worker_lost,
+        # The bound itself is each job's max_retries (workers/retrying.py): Celery has no
+        # app-wide max-retries setting.
         task_track_started=True,
         worker_prefetch_multiplier=settings.prefetch_multiplier,
         # ETA/countdown jobs wait in worker memory and raise the prefetch window; cap them.

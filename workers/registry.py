@@ -73,6 +73,10 @@ class JobTask(Task):
 
     schema: ArgumentSchema
     typing = False  # validation below replaces Celery's signature check, with better errors
+    # A job whose process died is re-sent at once (task_retry_on_worker_lost uses this delay;
+    # Celery's default of 180 s would hold a SIGKILLed child's job back for three minutes).
+    # Declared transient errors compute their own backoff (workers/retrying.py).
+    default_retry_delay = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # A job whose runs keep killing their process is refused here (workers/delivery_limit.py).

@@ -24,11 +24,14 @@ def retry_options(options: dict[str, Any]) -> dict[str, Any]:
     """Translate ``retry_on`` into Celery task options; other options pass through unchanged."""
     options = dict(options)
     retry_on = options.pop("retry_on", None)
+    settings = get_settings()
     if not retry_on:
+        # max_retries also bounds task_retry_on_worker_lost: a job whose process dies is re-sent
+        # at most this many times. (Celery has no app-wide setting for it; the default is 3.)
+        options.setdefault("max_retries", settings.max_retries_on_worker_lost)
         return options
     if isinstance(retry_on, type):
         retry_on = (retry_on,)
-    settings = get_settings()
     options.setdefault("max_retries", settings.transient_max_retries)
     options.setdefault("retry_backoff", 1)
     options.setdefault("retry_backoff_max", settings.retry_backoff_max)

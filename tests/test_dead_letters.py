@@ -1,0 +1,99 @@
+"""Jobs fail well: transient errors retry with backoff, everything else ends in the dead letters.
+
+Real workers run the synthetic faulty jobs of ``workers/jobs/faulty.py``; each run is counted in
+Redis by job id, so the tests count executions rather than time them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from ops.processes import jobq_argv
+from producers import submit, submit_many
+from tests.waiting import wait_until
+from workers.deadletter import get_dead, list_dead
+from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
+
+
+def _runs(redis_client: Any, tag: str, job_id: str) -> int:
+    return int(redis_client.hget(STARTS_PREFIX + tag, job_id) or 0)
+
+
+def test_transient_error_retries_with_backoff_then_succeeds(
+    workers: Any, redis_client: Any
+) -> None:
+    workers("io", concurrency=4)
+    handle = submit("fail_times", n=2, tag="flaky")
+    assert handle.get(timeout=30)["runs"] == 3
+    assert _runs(redis_client, "flaky", handle.id) == 3
+    assert list_dead() == []
+
+
+def test_exhausted_retries_and_permanent_errors_are_dead_lettered(
+    workers: Any, redis_client: Any
+) -> None:
+    workers("io", concurrency=4, env={"JOBQ_TRANSIENT_MAX_RETRIES": "2"})
+    workers("cpu", concurrency=1)
+    flaky = submit("fail_times", n=50, tag="hopeless")
+    broken = submit("always_fail", message="boom")
+
+    wait_until(lambda: len(list_dead()) == 2, timeout=40, message="nothing dead-lettered")
+    exhausted = get_dead(flaky.id)
+    assert exhausted["reason"] == "retries_exhausted"
+    assert exhausted["kwargs"] == {"n": 50, "tag": "hopeless"}
+    assert exhausted["retries"] == 2
+    assert "TransientFault" in exhausted["error"]
+    assert "TransientFault" in exhausted["traceback"]
+    assert _runs(redis_client, "hopeless", flaky.id) == 3  # first run + 2 retries
+
+    failed = get_dead(broken.id)
+    assert failed["reason"] == "failed"  # not declared transient: no retry
+    assert failed["kwargs"] == {"message": "boom"}
+    assert "ValueError: boom" in failed["traceback"]
+    assert failed["queue"] == "cpu"
+
+
+def test_poison_job_runs_at_most_n_plus_one_times_and_the_pool_keeps_serving(
+    workers: Any, redis_client: Any
+) -> None:
+    workers("cpu", concurrency=2, env={"JOBQ_MAX_RETRIES_ON_WORKER_LOST": "2"})
+    poison = submit("crash_process", mode="exit", tag="poison")
+    others = submit_many("record_effect_cpu", [{"tag": "bystanders", "ms": 20}] * 20)
+
+    entry = wait_until(lambda: list_dead(), timeout=60, message="poison job never dead-lettered")
+    assert [e["id"] for e in entry] == [poison.id]
+    assert entry[0]["reason"] == "worker_lost"
+    assert _runs(redis_client, "poison", poison.id) == 3  # N + 1 with N = 2
+    for handle in others:
+        handle.get(timeout=60)
+    effects = redis_client.hgetall(EFFECTS_PREFIX + "bystanders")
+    assert set(effects) == {h.id for h in others}
+
+
+def test_dead_cli_lists_shows_retries_and_purges(workers: Any, redis_client: Any) -> None:
+    workers("cpu", concurrency=1)
+    broken = submit("always_fail", message="cli")
+    wait_until(lambda: list_dead(), timeout=30)
+
+    def jobq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(jobq_argv(*args), capture_output=True, text=True, timeout=60)
+
+    listed = jobq("dead", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [broken.id]
+    shown = jobq("dead", "show", broken.id)
+    assert shown.returncode == 0
+    assert "ValueError: cli" in shown.stdout
+    assert jobq("dead", "show", "no-such-id").returncode == 1
+
+    retried = jobq("dead", "retry", broken.id)
+    assert retried.returncode == 0, retried.stderr
+    new_id = retried.stdout.split("->")[1].strip()
+    wait_until(lambda: [e["id"] for e in list_dead()] == [new_id], timeout=30)  # fails again
+
+    purged = jobq("dead", "purge", "--yes")
+    assert purged.returncode == 0
+    assert "purged 1" in purged.stderr
+    assert list_dead() == []
