@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shlex
@@ -39,6 +38,7 @@ import redis
 import urllib3
 from celery.utils.nodenames import host_format
 
+from ops.leftovers import record_processes, stop_leftovers
 from ops.processes import ManagedProcess, WorkerProcess, jobq_argv, spawn, start_worker
 from ops.redis_server import RedisServer, start_redis
 from workers.pools import POOLS
@@ -157,6 +157,7 @@ class Stack:
     def __enter__(self) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_data_dir()
+        stop_leftovers(self.pids_path, say=self.say)
         return self
 
     def __exit__(
@@ -184,6 +185,12 @@ class Stack:
         self._lock = lock
 
     # -- starting, in order ---------------------------------------------------------------
+
+    def check_ports(self) -> None:
+        """Fail before starting anything when Flower's port is taken."""
+        port = self.config.flower_port
+        if port is not None and not port_is_free(port):
+            raise StackError(f"port {port} is in use: pass --flower-port PORT or --no-flower")
 
     def start_redis(self) -> str:
         """Start a private Redis, or check the one ``REDIS_URL`` names; return its URL."""
@@ -238,8 +245,7 @@ class Stack:
         port = self.config.flower_port
         if port is None:
             return None
-        if not port_is_free(port):
-            raise StackError(f"port {port} is in use: pass --flower-port PORT or --no-flower")
+        self.check_ports()  # again: something may have taken it while the workers started
         argv = jobq_argv("flower", "--port", str(port), "--db", str(self.data_dir / "flower.db"))
         # Credentials travel in the environment, never on a command line `ps` shows.
         env = {**self.child_env(), "FLOWER_BASIC_AUTH": self.flower_auth}
@@ -271,14 +277,14 @@ class Stack:
         return self.env_path
 
     def _write_pids(self) -> None:
-        # For an operator (and the tests) to find the stack's processes if `jobq up` itself dies.
+        # So the next `jobq up` (or an operator) can stop them if this `jobq up` gets killed.
         pids = {"jobq-up": os.getpid()}
         if self.redis:
             pids["redis"] = self.redis.process.pid
         pids |= {worker.name: worker.pid for worker in self.workers}
         if self.flower:
             pids["flower"] = self.flower.pid
-        self.pids_path.write_text(json.dumps(pids, indent=1) + "\n")
+        record_processes(self.pids_path, pids)
 
     # -- stopping, in order ---------------------------------------------------------------
 

@@ -103,14 +103,16 @@ def _ok(part: str, text: str) -> None:
 def bring_up(stack: Stack, interrupts: Interrupts) -> None:
     """Start Redis, the workers and Flower, printing one status line as each comes up."""
     config = stack.config
+    stack.check_ports()
     url = stack.start_redis()
     if stack.redis:
         limit = config.redis_maxmemory
-        memory = f", maxmemory {limit} noeviction" if limit else ""
-        where = stack.redis.data_dir
-        _ok("Redis", f"{redact_url(url)}  (private, data in {where}, append-only{memory})")
+        _ok(
+            "Redis",
+            f"{redact_url(url)}  private, append-only" + (f", maxmemory {limit}" if limit else ""),
+        )
     else:
-        _ok("Redis", f"{redact_url(url)}  (from REDIS_URL)")
+        _ok("Redis", f"{redact_url(url)}  from REDIS_URL")
     interrupts.check()
     stack.start_workers()
     with interrupts.waiting():
@@ -120,7 +122,7 @@ def bring_up(stack: Stack, interrupts: Interrupts) -> None:
         pool = worker.node_name.split("-")[0]
         info = facts.get(worker.node_name, {})
         detail = f"{info.get('pool', '?')}, concurrency {info.get('concurrency', '?')}"
-        _ok("worker", f"{worker.node_name}  {pool} pool ({detail}), log {worker.log_path}")
+        _ok("worker", f"{worker.node_name}  {pool} pool: {detail}")
     interrupts.check()
     if stack.start_flower():
         with interrupts.waiting():
@@ -132,6 +134,7 @@ def bring_up(stack: Stack, interrupts: Interrupts) -> None:
             auth = "credentials from FLOWER_BASIC_AUTH"
         _ok("Flower", f"{stack.flower_url}  {auth}")
     env_path = stack.write_env_file()
+    console.print(f"  Data and logs in {stack.data_dir}/")
     console.print(f"  From another terminal: [bold]source {env_path}; jobq status[/]")
 
 
@@ -252,16 +255,17 @@ def up_command(
                     code = run_demo(site, demo_jobs, interrupts)
                 if not exit_after_demo:
                     keep_running(stack, interrupts)
+            except (RedisUnavailable, StackError) as exc:
+                # Said before the stack stops, so the reason is not buried under "stopping…".
+                console.print(f"[red]could not start the stack:[/] {escape(str(exc))}")
+                code = EXIT_FAILED
             finally:
                 if interrupts.requested:
                     console.print(f"[yellow]{interrupts.requested}[/]: shutting down in order")
                 interrupts.begin_shutdown()
     except ShutdownRequested:
         pass  # the stack has stopped in order
-    except RedisUnavailable as exc:
-        console.print(f"[red]Redis unavailable:[/] {escape(str(exc))}")
-        code = EXIT_FAILED
-    except StackError as exc:
+    except StackError as exc:  # the data dir is in use
         console.print(f"[red]could not start the stack:[/] {escape(str(exc))}")
         code = EXIT_FAILED
     if interrupts.hurried:

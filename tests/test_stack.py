@@ -26,6 +26,7 @@ import urllib3
 
 from ops.demo import build_workload
 from ops.demo_summary import job_finished, percentile, summarize_pool, wall_time
+from ops.leftovers import record_processes, still_running, stop_leftovers
 from ops.redis_server import INSTALL_HINT, free_port
 from ops.stack import parse_scale
 from tests.waiting import wait_until
@@ -139,7 +140,7 @@ def test_up_demo_runs_every_job_on_its_pool_then_stops_leaving_no_process(tmp_pa
     # It really started its own Redis, two workers and Flower, and stopped every one of them.
     started = json.loads((data_dir / "stack.pids").read_text())
     assert set(started) == {"jobq-up", "redis", "io-1", "cpu-1", "flower"}
-    assert set(started.values()) - {process.pid} <= set(descendants.seen)
+    assert {e["pid"] for e in started.values()} - {process.pid} <= set(descendants.seen)
     assert descendants.alive() == []
     assert not (data_dir / "env").exists()  # its credentials stopped working with the stack
 
@@ -281,3 +282,27 @@ def test_parse_scale():
     for bad in ("gpu=1", "io=0", "io", "io=x"):
         with pytest.raises(ValueError, match=re.escape(bad)):
             parse_scale(bad)
+
+
+def test_next_up_stops_processes_a_killed_up_left_running(tmp_path):
+    # Stand-ins for a worker and a Redis whose `jobq up` was SIGKILLed: real processes.
+    pids_path = tmp_path / "stack.pids"
+    children = {
+        name: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        for name in ("redis", "io-1")
+    }
+    try:
+        record_processes(pids_path, {"jobq-up": 999_999, **{n: p.pid for n, p in children.items()}})
+        said: list[str] = []
+
+        stopped = stop_leftovers(pids_path, say=said.append, grace=10)
+
+        assert stopped == ["io-1", "redis"]  # workers before Redis, as in a normal shutdown
+        assert [line.split()[1] for line in said] == ["io-1", "redis"]
+        assert not any(psutil.pid_exists(p.pid) for p in children.values())
+        assert still_running(pids_path) == {}
+        assert stop_leftovers(pids_path, say=said.append) == []  # nothing twice
+    finally:
+        for process in children.values():
+            process.kill()
+            process.wait()
