@@ -44,7 +44,7 @@ DOCKERFILE = ROOT / "ops" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 
-CORE_SERVICES = {"redis", "worker-io", "worker-cpu", "flower"}
+CORE_SERVICES = {"redis", "worker-io", "worker-cpu", "flower", "exporter"}
 WORKERS = {"worker-io": "io", "worker-cpu": "cpu"}
 # Obviously fake values for the two required secrets, so compose can interpolate the file.
 TEST_SECRETS = {"REDIS_PASSWORD": "test-only-password", "FLOWER_BASIC_AUTH": "admin:test-only"}
@@ -543,24 +543,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def http_get(port: int, path: str) -> bytes | None:
+    """GET a path on 127.0.0.1, or None while nothing answers there yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.read()
+    except OSError:
+        return None
+
+
+def on_loopback(command: list[str], port: int) -> list[str]:
+    """Compose's command, listening on 127.0.0.1:port here: tests talk to 127.0.0.0/8 only."""
+    argv = as_local_argv(command)
+    argv[argv.index("--address" if "--address" in argv else "--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(port)
+    return argv
+
+
+@pytest.mark.integration
+def test_exporter_command_serves_metrics_from_redis(redis_client, tmp_path):
+    command = resolved_compose()["services"]["exporter"]["command"]
+    port = free_port()
+    exporter = spawn("exporter", on_loopback(command, port), env=compose_env_for_tests("exporter"))
+    try:
+        body = wait_until(
+            lambda: http_get(port, "/metrics"),
+            timeout=30,
+            message=f"exporter did not answer:\n{exporter.log_tail()}",
+        )
+        assert re.search(rb"^jobq_redis_up 1\.0$", body, re.MULTILINE), body[:2000]
+    finally:
+        exporter.stop(timeout=10)
+        exporter.kill()
+
+
 def test_demo_site_serves_pages_and_stops_cleanly_on_term(tmp_path):
     command = resolved_compose()["services"]["demo-site"]["command"]
     port = free_port()
-    # Compose's command, on 127.0.0.1 here: tests talk to 127.0.0.0/8 only.
-    argv = as_local_argv(command)
-    argv[argv.index("--host") + 1] = "127.0.0.1"
-    argv[argv.index("--port") + 1] = str(port)
-    site = spawn("demo-site", argv, log_dir=tmp_path)
+    site = spawn("demo-site", on_loopback(command, port), log_dir=tmp_path)
     try:
-
-        def page() -> bytes | None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/page/3", timeout=5) as r:
-                    return r.read()
-            except OSError:
-                return None
-
-        body = wait_until(page, timeout=30, message=f"demo site did not answer:\n{site.log_tail()}")
+        body = wait_until(
+            lambda: http_get(port, "/page/3"),
+            timeout=30,
+            message=f"demo site did not answer:\n{site.log_tail()}",
+        )
         assert len(body.split()) >= 1000  # a page of prose for analyze_text
 
         site.signal(signal.SIGTERM)  # what docker stop sends
