@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from workers.logcontext import LOG_FORMAT_ENV, LOG_FORMATS
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,18 @@ class SettingVar:
     default: str
     # The comment above it in settings.py; None: it shares the comment of the setting above.
     comment: tuple[str, ...] | None
+    # The Settings field it fills; None for a variable read outside Settings.
+    field: str | None = None
+
+
+# Variables jobq reads from the environment outside Settings (read where they take effect).
+EXTRA_VARS = (
+    SettingVar(
+        LOG_FORMAT_ENV,
+        LOG_FORMATS[0],
+        ("Log lines as text or as JSON objects, one per line (workers/logcontext.py).",),
+    ),
+)
 
 
 def env_text(value: object) -> str:
@@ -86,8 +99,9 @@ def setting_vars() -> list[SettingVar]:
             continue
         alias = field.validation_alias if isinstance(field.validation_alias, str) else None
         env_name = alias or f"{prefix}{name}".upper()
-        result.append(SettingVar(env_name, env_text(field.default), comments.get(name, ())))
-    return result
+        default = env_text(field.default)
+        result.append(SettingVar(env_name, default, comments.get(name, ()), field=name))
+    return [*result, *EXTRA_VARS]
 
 
 def compose_block(variables: list[SettingVar]) -> list[str]:

@@ -384,9 +384,8 @@ def test_settings_blocks_match_workers_settings():
     known = {var.name for var in setting_vars()}
     passed = {key for key in environment if key.startswith("JOBQ_")}
     assert passed == known
-    with_compose_defaults = Settings(
-        **{k.removeprefix("JOBQ_").lower(): environment[k] for k in known}
-    )
+    fields = {var.field: environment[var.name] for var in setting_vars() if var.field}
+    with_compose_defaults = Settings(**fields)
     assert with_compose_defaults.model_dump(
         exclude={"redis_url"}
     ) == Settings.model_construct().model_dump(exclude={"redis_url"})
