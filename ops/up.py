@@ -37,7 +37,7 @@ from workers.settings import redact_url
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_KILLED = 130  # the shell's convention for "ended by Ctrl-C"
-DEFAULT_DEMO_JOBS = 400
+DEFAULT_DEMO_JOBS = 800
 
 console = Console(highlight=False)
 
