@@ -27,6 +27,7 @@ from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
 from producers.status import collect_status
 from producers.submit import submit_validated, validate
+from workers.logcontext import use_correlation_id
 from workers.redis_client import get_redis
 from workers.registry import UnknownJob, all_jobs, get_job
 from workers.schema import InvalidArguments
@@ -91,6 +92,12 @@ def fail_input(message: str) -> None:
 @click.argument("job")
 @click.argument("assignments", nargs=-1)
 @click.option("--file", "file", type=click.File("r"), help="JSON Lines of arguments; - is stdin.")
+@click.option(
+    "--correlation-id",
+    expose_value=False,
+    callback=use_correlation_id,
+    help="Tag the job(s), and every job a pipeline spawns, with this id (in logs, jobq show).",
+)
 @click.option("--wait", is_flag=True, help="Wait for the result(s) and print them.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="With --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

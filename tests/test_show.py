@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from ops.cli import main
 from producers import submit
+from tests.waiting import wait_until
+from workers.timings import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +20,17 @@ def show(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def wait_for_record(job_id: str) -> None:
+    # The worker writes the job record just after storing the result (task_postrun).
+    wait_until(lambda: read_records([job_id])[0].get("name"), timeout=10)
+
+
 def test_show_follows_a_pipeline_across_both_pools(workers, local_site):
     io_worker = workers("io", concurrency=5)
     cpu_worker = workers("cpu", concurrency=1)
     handle = submit("fetch_and_analyze", url=local_site.url("/page/3"), top=3)
     analysis = handle.get(timeout=60)
+    wait_for_record(handle.id)
 
     code, output = show(handle.id, "--json")
     assert code == 0, output
@@ -59,6 +67,7 @@ def test_show_prints_the_error_of_a_failed_job(workers, local_site):
     workers("io", concurrency=5)
     handle = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024)
     handle.get(timeout=30, propagate=False)
+    wait_for_record(handle.id)
 
     code, output = show(handle.id, "--json")
     assert code == 0, output

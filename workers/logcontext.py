@@ -33,6 +33,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 from celery._state import get_current_task
 from celery.signals import after_setup_logger, after_setup_task_logger, before_task_publish
 
@@ -56,6 +57,19 @@ def correlation(correlation_id: str | None) -> Iterator[None]:
     finally:
         if token is not None:
             _correlation.reset(token)
+
+
+def use_correlation_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
+    """Click callback for ``--correlation-id``: jobs this command submits carry ``value``.
+
+    The command line is one short-lived process, so setting the context variable for the rest
+    of it is exactly the scope wanted, with no change to the command's own code.
+    """
+    if value:
+        if not value.isprintable() or len(value) > 200:
+            raise click.BadParameter("must be printable text of at most 200 characters")
+        _correlation.set(value)
+    return value
 
 
 def current_correlation_id() -> str | None:
