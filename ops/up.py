@@ -32,6 +32,8 @@ from ops.demo_summary import summarize, summary_table, wall_time
 from ops.local_site import LocalSite, serve_local_site
 from ops.redis_server import RedisUnavailable
 from ops.stack import DEFAULT_SCALE, Stack, StackConfig, StackError, parse_scale
+from producers.status import collect_workers
+from workers.pools import POOLS
 from workers.settings import redact_url
 
 EXIT_OK = 0
@@ -121,7 +123,7 @@ def bring_up(stack: Stack, interrupts: Interrupts) -> None:
     for worker in stack.workers:
         pool = worker.node_name.split("-")[0]
         info = facts.get(worker.node_name, {})
-        detail = f"{info.get('pool', '?')}, concurrency {info.get('concurrency', '?')}"
+        detail = f"{info.get('pool', POOLS[pool].pool)}, concurrency {info.get('concurrency', '?')}"
         _ok("worker", f"{worker.node_name}  {pool} pool: {detail}")
     interrupts.check()
     if stack.start_flower():
@@ -140,8 +142,6 @@ def bring_up(stack: Stack, interrupts: Interrupts) -> None:
 
 def _worker_facts() -> dict[str, dict]:
     """Pool and concurrency as each worker reports them (not as configured)."""
-    from producers.status import collect_workers
-
     try:
         return {w["name"]: w for w in collect_workers(timeout=1.0)}
     except Exception:  # only decoration for the status lines
