@@ -486,38 +486,43 @@ def run_healthcheck(service: str, env: dict[str, str], timeout_s: str | None = N
     ).returncode
 
 
-@pytest.fixture
-def compose_worker(redis_client: Any, tmp_path: Path) -> Iterator[Any]:
-    """Start a worker with exactly compose's command and environment (default node name)."""
-    started = []
+@pytest.fixture(scope="module")
+def compose_workers(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Both workers, started with exactly compose's commands and environments, once healthy.
 
-    def start(service: str) -> Any:
-        env = compose_env_for_tests(service)
+    Module-scoped to start them once for the health check and demo tests; those tests must not
+    use ``redis_client`` (its FLUSHALL would pull the queues' bindings from under the workers).
+    """
+    redis_server.client().flushall()
+    log_dir = tmp_path_factory.mktemp("compose-workers")
+    started = {}
+    for service in WORKERS:
         command = resolved_compose()["services"][service]["command"]
-        process = spawn(service, as_local_argv(command), env=env, log_dir=tmp_path / "logs")
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop(timeout=30)
-        process.kill()
+        env = compose_env_for_tests(service)
+        started[service] = spawn(service, as_local_argv(command), env=env, log_dir=log_dir)
+    try:
+        for service, worker in started.items():
+            # In a container HOSTNAME is its hostname, which %h in the node name expands to.
+            env = {**compose_env_for_tests(service), "HOSTNAME": socket.gethostname()}
+            wait_until(
+                lambda s=service, w=worker, e=env: run_healthcheck(s, e) == 0 or not w.alive(),
+                timeout=90,
+                message=f"{service} never became healthy:\n{worker.log_tail()}",
+            )
+            assert worker.alive(), worker.log_tail()
+        yield started
+    finally:
+        for worker in started.values():
+            worker.stop(timeout=30)
+            worker.kill()
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("service", sorted(WORKERS))
-def test_worker_healthcheck_passes_for_its_replica_and_fails_for_another(service, compose_worker):
-    worker = compose_worker(service)
-    # In a container HOSTNAME is the container's hostname, which %h in the node name expands to.
+def test_worker_healthcheck_passes_for_its_replica_and_fails_for_another(service, compose_workers):
     env = {**compose_env_for_tests(service), "HOSTNAME": socket.gethostname()}
 
-    wait_until(
-        lambda: run_healthcheck(service, env) == 0 or not worker.alive(),
-        timeout=60,
-        message=f"{service} never became healthy:\n{worker.log_tail()}",
-    )
-    assert worker.alive(), worker.log_tail()
-
+    assert run_healthcheck(service, env) == 0
     # A replica whose worker is not there is unhealthy (short reply timeout: nobody answers).
     other = {**env, "HOSTNAME": "not-this-replica"}
     assert run_healthcheck(service, other, timeout_s="1") != 0
@@ -560,7 +565,7 @@ def on_loopback(command: list[str], port: int) -> list[str]:
 
 
 @pytest.mark.integration
-def test_exporter_command_serves_metrics_from_redis(redis_client, tmp_path):
+def test_exporter_command_serves_metrics_from_redis(redis_server):
     command = resolved_compose()["services"]["exporter"]["command"]
     port = free_port()
     exporter = spawn("exporter", on_loopback(command, port), env=compose_env_for_tests("exporter"))
@@ -590,6 +595,29 @@ def test_demo_site_serves_pages_and_stops_cleanly_on_term(tmp_path):
 
         site.signal(signal.SIGTERM)  # what docker stop sends
         assert site.process.wait(timeout=30) == 0
+    finally:
+        site.kill()
+
+
+@pytest.mark.integration
+def test_demo_producer_runs_end_to_end_against_the_compose_workers(compose_workers, tmp_path):
+    services = resolved_compose()["services"]
+    port = free_port()
+    site = spawn("demo-site", on_loopback(services["demo-site"]["command"], port), log_dir=tmp_path)
+    try:
+        wait_until(lambda: http_get(port, "/status/200") is not None, timeout=30)
+        kind, flag, script = services["demo"]["command"]
+        # The demo's own script, with the site's address on this machine and a small batch.
+        script = script.replace("demo-site:8000", f"127.0.0.1:{port}")
+        env = {**compose_env_for_tests("demo"), "DEMO_JOBS": "3"}
+
+        result = subprocess.run(
+            [kind, flag, script], env=env, capture_output=True, text=True, timeout=180
+        )
+
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        for job in ("fetch_and_analyze", "io_wait", "cpu_spin"):
+            assert f"submitted 3 {job} job(s); refused 0 line(s); 0 failed" in result.stderr
     finally:
         site.kill()
 
