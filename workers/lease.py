@@ -59,14 +59,27 @@ def renew_leases(consumer: Any) -> int:
         return int(client.zadd(channel.unacked_index_key, dict.fromkeys(tags, now), xx=True) or 0)
 
 
+def restore_expired(consumer: Any) -> None:
+    """Push deliveries whose lease expired (any worker's) back into their queues."""
+    channel = consumer.task_consumer.channel
+    channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
+
+
 class LeaseRenewal(bootsteps.StartStopStep):
-    """Consumer bootstep renewing the leases of held deliveries on the consumer's timer."""
+    """Consumer bootstep renewing held leases and restoring expired ones, on the consumer's timer.
+
+    kombu sweeps expired leases on its own only in the event-loop path (prefork); a gevent
+    worker runs the synchronous loop, where kombu sweeps only when a poll times out with no
+    reply, which an idle worker's BRPOP (1 s) never lets happen: measured, a killed worker's
+    jobs stayed in ``unacked`` for minutes with only gevent workers alive. So every worker
+    sweeps here too, every ``JOBQ_RESTORE_INTERVAL`` seconds (a Redis mutex keeps sweeps apart).
+    """
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.timer_entry: Any = None
+        self.timer_entries: list[Any] = []
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
@@ -77,9 +90,14 @@ class LeaseRenewal(bootsteps.StartStopStep):
                 settings.lease_renew_interval,
                 settings.visibility_timeout,
             )
-        self.timer_entry = parent.timer.call_repeatedly(
-            settings.lease_renew_interval, self._renew, (parent,), priority=10
-        )
+        self.timer_entries = [
+            parent.timer.call_repeatedly(
+                settings.lease_renew_interval, self._renew, (parent,), priority=10
+            ),
+            parent.timer.call_repeatedly(
+                settings.restore_interval, self._restore, (parent,), priority=10
+            ),
+        ]
 
     def _renew(self, parent: Any) -> None:
         try:
@@ -88,10 +106,16 @@ class LeaseRenewal(bootsteps.StartStopStep):
         except Exception:  # during a reconnect the channel is gone; the next tick retries
             log.warning("could not renew leases", exc_info=True)
 
+    def _restore(self, parent: Any) -> None:
+        try:
+            restore_expired(parent)
+        except Exception:
+            log.warning("could not restore expired leases", exc_info=True)
+
     def stop(self, parent: Any) -> None:
-        if self.timer_entry is not None:
-            self.timer_entry.cancel()
-            self.timer_entry = None
+        for entry in self.timer_entries:
+            entry.cancel()
+        self.timer_entries = []
 
     shutdown = stop
 

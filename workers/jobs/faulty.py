@@ -2,8 +2,8 @@
 
 * ``record_effect(tag, ms)`` (io) / ``record_effect_cpu(tag, ms)`` (cpu): wait or compute, then
   count one effect per run in Redis (``HINCRBY jobq:effects:<tag> <job id> 1``): the fault
-  tests read how often each job ran to completion, and ``jobq:starts-seen:<tag>`` how often
-  each started.
+  tests read how often each job ran to completion, ``jobq:starts-seen:<tag>`` how often each
+  started, and the list ``jobq:start-log:<tag>`` when and in which process.
 * ``fail_times(n, tag)`` (io): raises :class:`TransientFault` on its first ``n`` runs (counted in
   Redis per job id), then succeeds; declared transient, so it retries with backoff.
 * ``always_fail(message)`` (cpu): raises ``ValueError`` (not transient): dead-lettered at once.
@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import time
@@ -34,6 +35,7 @@ from workers.registry import cpu_job, io_job
 Millis = Annotated[int, Field(ge=0, le=600_000)]
 EFFECTS_PREFIX = "jobq:effects:"
 STARTS_PREFIX = "jobq:starts-seen:"
+START_LOG_PREFIX = "jobq:start-log:"
 
 
 class TransientFault(ConnectionError):
@@ -47,7 +49,14 @@ def _job_id() -> str:
 
 
 def _note(prefix: str, tag: str) -> int:
-    return int(get_redis().hincrby(prefix + tag, _job_id(), 1))
+    if prefix != STARTS_PREFIX:
+        return int(get_redis().hincrby(prefix + tag, _job_id(), 1))
+    # Starts are also logged with their time and process, to measure time to recover.
+    entry = json.dumps({"id": _job_id(), "t": time.time(), "pid": os.getpid()})
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hincrby(prefix + tag, _job_id(), 1)
+    pipe.rpush(START_LOG_PREFIX + tag, entry)
+    return int(pipe.execute()[0])
 
 
 @io_job
