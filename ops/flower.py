@@ -31,7 +31,8 @@ def flower_argv(
         "-m",
         "celery",
         "-A",
-        "workers.app",
+        # jobq's app on the plain redis:// transport, so Flower shows queue lengths (see there).
+        "ops.flower_app",
         "flower",
         f"--address={address}",
         f"--port={port}",

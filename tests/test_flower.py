@@ -1,0 +1,178 @@
+"""Flower, set up as `jobq flower` runs it: auth, both pools' workers, task counts, metrics, state.
+
+A real Flower process, real workers and a real HTTP client (urllib), all on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ops.processes import ManagedProcess, jobq_argv, spawn
+from producers import submit_many
+from tests.waiting import wait_until
+from workers.timings import read_records
+
+pytestmark = pytest.mark.integration
+
+CREDENTIALS = "jobq:test-only-password"
+IMPLEMENTATIONS = {
+    "celery.concurrency.gevent:TaskPool": "gevent",
+    "celery.concurrency.prefork:TaskPool": "prefork",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str, *, auth: str | None = CREDENTIALS) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)  # noqa: S310 - http://127.0.0.1 only
+    if auth:
+        token = base64.b64encode(auth.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_json(url: str) -> Any:
+    status, body = get(url)
+    assert status == 200, body[:500]
+    return json.loads(body)
+
+
+@dataclass
+class FlowerRunner:
+    """Starts `jobq flower` with basic auth and a state file; can stop and start it again."""
+
+    port: int
+    log_dir: Path
+    running: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        argv = jobq_argv("flower", "--port", str(self.port), "--db", str(self.log_dir / "state"))
+        env = {**os.environ, "FLOWER_BASIC_AUTH": CREDENTIALS}
+        process = spawn(f"flower-{len(self.running)}", argv, env=env, log_dir=self.log_dir)
+        self.running.append(process)
+        wait_until(
+            lambda: process.alive() and _up(f"{self.base}/healthcheck"),
+            timeout=60,
+            message=f"flower did not start:\n{process.log_tail()}",
+        )
+        return self.base
+
+    def stop(self) -> None:
+        for process in self.running:
+            if process.alive():
+                process.stop(timeout=20)
+
+
+@pytest.fixture
+def flower(redis_client, tmp_path: Path) -> Iterator[FlowerRunner]:
+    runner = FlowerRunner(port=free_port(), log_dir=tmp_path)
+    yield runner
+    runner.stop()
+
+
+def _up(url: str) -> bool:
+    try:
+        return get(url, auth=None)[0] == 200
+    except OSError:
+        return False
+
+
+def test_flower_with_auth_shows_both_pools_task_counts_queues_and_metrics(flower, workers):
+    io_worker = workers("io", concurrency=5)
+    cpu_worker = workers("cpu", concurrency=1)
+    base = flower.start()
+
+    # Without credentials: 401 for the UI and the API. /metrics and /healthcheck are open by
+    # Flower's design (shared notes §6), so Prometheus can scrape them.
+    for path in ("/", "/api/workers", "/api/tasks"):
+        assert get(base + path, auth=None)[0] == 401, path
+    assert get(base + "/api/workers", auth="jobq:wrong")[0] == 401
+
+    handles = submit_many("io_wait", [{"ms": 5}] * 4) + submit_many("cpu_spin", [{"ms": 5}] * 3)
+    ids = [h.id for h in handles]
+    wait_until(
+        lambda: all(r.get("state") == "SUCCESS" for r in read_records(ids)),
+        timeout=60,
+        message="the jobs did not finish",
+    )
+
+    # Both workers, each with its pool type.
+    listed = get_json(base + "/api/workers?refresh=1")
+    pools = {
+        name: IMPLEMENTATIONS.get(info["stats"]["pool"]["implementation"])
+        for name, info in listed.items()
+        if "stats" in info
+    }
+    assert pools == {io_worker.node_name: "gevent", cpu_worker.node_name: "prefork"}
+
+    # Task counts by name and state match what was submitted.
+    def counts() -> Counter[tuple[str, str]]:
+        tasks = get_json(base + "/api/tasks")
+        return Counter((t["name"], t["state"]) for t in tasks.values())
+
+    expected = Counter({("io_wait", "SUCCESS"): 4, ("cpu_spin", "SUCCESS"): 3})
+    wait_until(lambda: counts() == expected, timeout=20, message=f"flower saw {counts()}")
+    tasks = get_json(base + "/api/tasks")
+    assert set(tasks) == set(ids)
+
+    # Queue lengths of io and cpu, from the broker (Redis).
+    lengths = get_json(base + "/api/queues/length")
+    by_name = {q["name"]: q["messages"] for q in lengths["active_queues"]}
+    assert by_name == {"io": 0, "cpu": 0}
+
+    # Prometheus metrics, no credentials needed.
+    status, body = get(base + "/metrics", auth=None)
+    assert status == 200
+    succeeded = Counter()
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "flower_events_total" and sample.labels["type"] == "task-succeeded":
+                succeeded[sample.labels["task"]] += int(sample.value)
+    assert succeeded == Counter({"io_wait": 4, "cpu_spin": 3})
+
+
+def test_flower_keeps_its_history_across_a_restart(flower, workers):
+    workers("io", concurrency=5)
+    base = flower.start()
+    handles = submit_many("io_wait", [{"ms": 1}] * 5)
+    ids = {h.id for h in handles}
+    wait_until(
+        lambda: (
+            set(get_json(base + "/api/tasks")) == ids
+            and all(t["state"] == "SUCCESS" for t in get_json(base + "/api/tasks").values())
+        ),
+        timeout=30,
+        message="flower did not see the jobs finish",
+    )
+
+    # TERM makes Flower save its state file; a new Flower on the same file shows the history.
+    flower.stop()
+    base_again = flower.start()
+    tasks = get_json(base_again + "/api/tasks")
+    assert set(tasks) == ids
+    assert {t["state"] for t in tasks.values()} == {"SUCCESS"}
