@@ -100,7 +100,9 @@ def draw_png(samples: list[dict[str, Any]], path: Path, *, title: str) -> None:
             values = [v if v is not None else float("nan") for v in series(samples, queue, key)]
             time_ax.plot(elapsed, values, color=colour, linestyle=style, label=f"{queue} {label}")
         pool = samples[-1]["queues"][queue]["pool"]
-        rate_ax.plot(elapsed, throughput(samples, queue), color=colour, label=f"pool {pool}")
+        # The first sample has no interval before it, so its rate is left out (not drawn as 0).
+        rates = throughput(samples, queue)
+        rate_ax.plot(elapsed[1:], rates[1:], color=colour, label=f"pool {pool}")
     backlog_ax.set_ylabel("backlog (jobs waiting)")
     backlog_ax.set_ylim(bottom=0)
     age_ax.set_ylabel("oldest waiting job (s), dotted")
@@ -109,8 +111,11 @@ def draw_png(samples: list[dict[str, Any]], path: Path, *, title: str) -> None:
     backlog_ax.set_title("backlog per queue (solid) and age of its oldest job (dotted)")
     time_ax.set_ylabel("seconds (log)")
     time_ax.set_yscale("log")
+    # Headroom above the lines for the legend (a decade and a bit, on the log scale).
+    bottom, top = time_ax.get_ylim()
+    time_ax.set_ylim(bottom, top * 30)
     time_ax.set_title("service time: wait (sent → started) and run, over the last minute")
-    time_ax.legend(loc="upper left", fontsize="small", ncol=2)
+    time_ax.legend(loc="upper left", fontsize="small", ncol=4)
     rate_ax.set_ylabel("jobs done per second")
     rate_ax.set_ylim(bottom=0)
     rate_ax.set_xlabel("seconds since the first sample")

@@ -31,6 +31,8 @@ from ops.demo import build_workload, group_by_row, submit_workload, wait_for_job
 from ops.demo_summary import summarize, summary_table, wall_time
 from ops.local_site import LocalSite, serve_local_site
 from ops.redis_server import RedisUnavailable
+from ops.report import write_report
+from ops.sampler import Sampler
 from ops.stack import DEFAULT_SCALE, Stack, StackConfig, StackError, parse_scale
 from producers.status import collect_workers
 from workers.pools import POOLS
@@ -148,15 +150,27 @@ def _worker_facts() -> dict[str, dict]:
         return {}
 
 
-def run_demo(site: LocalSite, jobs_count: int, interrupts: Interrupts) -> int:
-    """Submit the demo, show progress, print the summary; 0 when every job succeeded."""
+def run_demo(
+    site: LocalSite, jobs_count: int, interrupts: Interrupts, report_dir: Path | None = None
+) -> int:
+    """Submit the demo, show progress, print the summary; 0 when every job succeeded.
+
+    With ``report_dir``, samples are recorded during the demo and drawn as
+    ``demo-report.png``/``.html`` there (backlog next to service time, ops/report.py).
+    """
     console.rule("demo")
     workload = build_workload(jobs_count, site)
     console.print(f"submitting {len(workload)} jobs (local site {site.url()})")
-    jobs = submit_workload(workload, should_stop=lambda: interrupts.requested is not None)
-    interrupts.check()
-    with interrupts.waiting():
-        records = wait_for_jobs(jobs, console=console, timeout=60 + jobs_count * 0.5)
+    samples = report_dir / "demo-samples.jsonl" if report_dir else None
+    if samples:
+        samples.unlink(missing_ok=True)  # one run per file
+    with Sampler(samples, interval=1.0) if samples else contextlib.nullcontext() as sampler:
+        jobs = submit_workload(workload, should_stop=lambda: interrupts.requested is not None)
+        interrupts.check()
+        with interrupts.waiting():
+            records = wait_for_jobs(jobs, console=console, timeout=60 + jobs_count * 0.5)
+    if sampler is not None and report_dir is not None:
+        _draw_demo_report(sampler.samples, report_dir)
     grouped = group_by_row(jobs, records)
     rows = summarize(grouped)
     console.print(summary_table(rows))
@@ -166,6 +180,16 @@ def run_demo(site: LocalSite, jobs_count: int, interrupts: Interrupts) -> int:
     wall_text = f"{wall:.2f} s" if wall is not None else "-"
     console.print(f"{len(jobs)} jobs, {failed} failed or unfinished, wall time {wall_text}{rate}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _draw_demo_report(samples: list[dict], report_dir: Path) -> None:
+    # The chart is a bonus: a missing matplotlib (the "charts" extra) must not fail the demo.
+    try:
+        png, page = write_report(samples, report_dir / "demo-report", title="jobq up --demo")
+    except (ImportError, ValueError) as exc:
+        console.print(f"[yellow]no demo report:[/] {exc}")
+        return
+    console.print(f"Backlog next to service time: {page} (and {png.name})")
 
 
 def keep_running(stack: Stack, interrupts: Interrupts) -> None:
@@ -252,7 +276,7 @@ def up_command(
             try:
                 bring_up(stack, interrupts)
                 if site is not None:
-                    code = run_demo(site, demo_jobs, interrupts)
+                    code = run_demo(site, demo_jobs, interrupts, report_dir=data_dir)
                 if not exit_after_demo:
                     keep_running(stack, interrupts)
             except (RedisUnavailable, StackError) as exc:
