@@ -12,7 +12,9 @@ one Lua script, how many of its jobs fit:
   on, every producer waits until the backlog has drained to the low-water mark (hysteresis, so
   producers do not wake up for every single job a worker takes);
 * the room granted is a reservation (with a lease, in case the producer dies); the producer
-  releases it right after publishing, when the jobs are counted in the lists themselves.
+  releases it right after publishing, when the jobs are counted in the lists themselves. Between
+  the two a batch counts twice, so racing producers may stop up to one batch each *below* the
+  mark; they never go above it.
 
 The check is one ``EVALSHA`` per batch plus one release, not per job (docs/backpressure.md has
 the measured cost). ``on_full="wait"`` polls with backoff up to ``timeout`` seconds;

@@ -1,7 +1,8 @@
 """``jobq submit`` and ``jobq status``: the producer side of the command line.
 
 Exit status: 0 done; 1 a job failed or Redis could not be reached; 2 bad input (unknown job,
-bad argument, a bad line in a bulk file).
+bad argument, a bad line in a bulk file); 3 not (all) submitted because the queue is over its
+high-water mark (``--on-full fail``, or ``wait`` past ``--gate-timeout``) or Redis is full.
 
 Example::
 
@@ -23,10 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from producers.backpressure import GateWait, QueueFull
 from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
 from producers.status import collect_status
-from producers.submit import submit_validated, validate
+from producers.submit import submit_gated, validate
 from workers.logcontext import use_correlation_id
 from workers.redis_client import get_redis
 from workers.registry import UnknownJob, all_jobs, get_job
@@ -36,6 +38,7 @@ from workers.settings import get_settings
 BATCH_SIZE = 500
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_QUEUE_FULL = 3
 
 out = Console()
 err = Console(stderr=True)
@@ -101,6 +104,18 @@ def fail_input(message: str) -> None:
 @click.option("--wait", is_flag=True, help="Wait for the result(s) and print them.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="With --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--on-full",
+    type=click.Choice(["wait", "fail"]),
+    help="Over the queue's high-water mark: wait for it to drain, or fail (exit 3) at once. "
+    "Default: JOBQ_ON_FULL (wait).",
+)
+@click.option(
+    "--gate-timeout",
+    type=float,
+    help="With --on-full wait: give up (exit 3) after this many seconds. "
+    "Default: JOBQ_GATE_TIMEOUT (300).",
+)
 def submit_command(
     job: str,
     assignments: tuple[str, ...],
@@ -108,19 +123,22 @@ def submit_command(
     wait: bool,
     timeout: float,
     as_json: bool,
+    on_full: str | None,
+    gate_timeout: float | None,
 ) -> None:
     """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
+    gate = {"on_full": on_full, "timeout": gate_timeout}
     if file is not None:
         if assignments:
             fail_input("give arguments either as key=value or with --file, not both")
-        submit_bulk(job, file, wait=wait, timeout=timeout, as_json=as_json)
+        submit_bulk(job, file, wait=wait, timeout=timeout, as_json=as_json, gate=gate)
         return
     try:
         spec, checked = validate(job, parse_assignments(assignments))
     except (UnknownJob, InvalidArguments, click.BadParameter) as exc:
         fail_input(_message(exc))
-    with broker_errors():
-        (handle,) = submit_validated(spec, [checked])
+    with broker_errors(), queue_full_exit():
+        (handle,) = submit_gated(spec, [checked], **gate)
         if not wait:
             out.print_json(json.dumps(handle.to_dict())) if as_json else print(handle.id)
             return
@@ -130,28 +148,51 @@ def submit_command(
         sys.exit(EXIT_JOB_FAILED)
 
 
-def submit_bulk(job: str, file: TextIO, *, wait: bool, timeout: float, as_json: bool) -> None:
-    """Validate line by line; submit the good lines in batches; report bad ones by number."""
+def submit_bulk(
+    job: str,
+    file: TextIO,
+    *,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    gate: dict[str, Any] | None = None,
+) -> None:
+    """Validate line by line; submit the good lines in batches; report bad ones by number.
+
+    The admission gate is checked per batch; while it holds the producer back, the progress bar
+    says so and why. When the queue stays full, the lines not submitted are counted and the
+    command exits 3 after printing the ids of those that were.
+    """
     try:
         spec = get_job(job)
     except UnknownJob as exc:
         fail_input(str(exc))
     refused: list[BulkItem] = []
     submitted: list[tuple[int, JobHandle]] = []
+    full: QueueFull | None = None
+    not_submitted = 0
     with broker_errors(), _progress() as progress:
         task = progress.add_task(f"submitting {job}", total=None)
+        options = {**(gate or {}), "on_wait": _show_gate_wait(progress, task)}
         batch: list[BulkItem] = []
-        for item in read_jobs(spec, file):
-            if item.error:
-                refused.append(item)
-                err.print(f"[red]line {item.line}:[/] {item.error}", highlight=False)
-                continue
-            batch.append(item)
-            if len(batch) >= BATCH_SIZE:
-                submitted += _send(spec, batch)
-                progress.update(task, completed=len(submitted))
-                batch = []
-        submitted += _send(spec, batch)
+        items = read_jobs(spec, file)
+        try:
+            for item in items:
+                if item.error:
+                    refused.append(item)
+                    err.print(f"[red]line {item.line}:[/] {item.error}", highlight=False)
+                    continue
+                batch.append(item)
+                if len(batch) >= BATCH_SIZE:
+                    submitted += _send(spec, batch, options)
+                    progress.update(task, completed=len(submitted), description=f"submitting {job}")
+                    batch = []
+            submitted += _send(spec, batch, options)
+        except QueueFull as exc:
+            full = exc
+            submitted += exc.submitted
+            # Count what was not submitted exactly: the rest of the batch and the rest of the file.
+            not_submitted = exc.not_submitted + sum(1 for item in items if not item.error)
         progress.update(task, completed=len(submitted), total=len(submitted))
     outcomes = wait_for_many(submitted, timeout) if wait else None
     if as_json:
@@ -168,20 +209,45 @@ def submit_bulk(job: str, file: TextIO, *, wait: bool, timeout: float, as_json: 
     failed = sum(1 for o in outcomes or [] if o["state"] != "SUCCESS")
     err.print(
         f"submitted {len(submitted)} {job} job(s); refused {len(refused)} line(s)"
-        + (f"; {failed} failed" if outcomes is not None else ""),
+        + (f"; {failed} failed" if outcomes is not None else "")
+        + (f"; {not_submitted} not submitted (queue full)" if full is not None else ""),
         highlight=False,
     )
+    if full is not None:
+        err.print(f"[red]error:[/] {full}", highlight=False)
+        sys.exit(EXIT_QUEUE_FULL)
     if refused:
         sys.exit(EXIT_BAD_INPUT)
     if failed:
         sys.exit(EXIT_JOB_FAILED)
 
 
-def _send(spec: Any, batch: list[BulkItem]) -> list[tuple[int, JobHandle]]:
+def _send(spec: Any, batch: list[BulkItem], gate: dict[str, Any]) -> list[tuple[int, JobHandle]]:
     if not batch:
         return []
-    handles = submit_validated(spec, [item.arguments or {} for item in batch])
+    try:
+        handles = submit_gated(spec, [item.arguments or {} for item in batch], **gate)
+    except QueueFull as exc:
+        exc.submitted = [(item.line, h) for item, h in zip(batch, exc.submitted, strict=False)]
+        raise
     return [(item.line, handle) for item, handle in zip(batch, handles, strict=True)]
+
+
+def _show_gate_wait(progress: Progress, task: Any) -> Any:
+    def show(wait: GateWait) -> None:
+        progress.update(task, description=f"[yellow]{wait.describe()}[/]")
+
+    return show
+
+
+@contextmanager
+def queue_full_exit() -> Iterator[None]:
+    """Turn QueueFull (high-water mark, or Redis out of memory) into one line and exit 3."""
+    try:
+        yield
+    except QueueFull as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_QUEUE_FULL)
 
 
 def wait_for(handle: JobHandle, timeout: float) -> dict[str, Any]:

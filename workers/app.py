@@ -77,6 +77,10 @@ def create_app() -> Celery:
             "unacked_restore_interval": settings.restore_interval,
             "unacked_restore_throttle": 1,
             "unacked_mutex_expire": 15,
+            # Under gevent every greenlet acks on the consumer channel's own Redis pool (kombu's
+            # default: 10 connections, non-blocking); 100 greenlets acking at once overflowed it
+            # (MaxConnectionsError, the ack lost, the job run again after its lease). Issue 3.
+            "max_connections": settings.io_concurrency + 20,
             **socket_options,
         },
         result_backend_transport_options={**socket_options},
