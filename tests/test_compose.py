@@ -473,7 +473,9 @@ def test_worker_commands_choose_the_pool_on_the_command_line(service, pool):
     assert argv[argv.index("-Q") + 1] == WORKERS[service]
     assert argv[argv.index("-n") + 1] == f"{WORKERS[service]}@%h"  # unique per replica
     if pool == "prefork":
-        assert argv[argv.index("-c") + 1] == "auto"  # sized from the container's CPU quota
+        # Sized from the container's CPU quota, which compose sets per replica.
+        assert argv[argv.index("-c") + 1] == "auto"
+        assert float(resolved_compose()["services"][service]["cpus"]) > 0
 
 
 def run_healthcheck(service: str, env: dict[str, str], timeout_s: str | None = None) -> int:
