@@ -27,6 +27,8 @@ from rich.table import Table
 from producers.backpressure import GateWait, QueueFull
 from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
+from producers.idempotency import submit_once
+from producers.payload import refuse_oversized
 from producers.status import collect_status
 from producers.submit import submit_gated, validate
 from workers.logcontext import use_correlation_id
@@ -116,6 +118,12 @@ def fail_input(message: str) -> None:
     help="With --on-full wait: give up (exit 3) after this many seconds. "
     "Default: JOBQ_GATE_TIMEOUT (300).",
 )
+@click.option(
+    "--key",
+    "idem_key",
+    help="Idempotency key: the same job and key within JOBQ_IDEMPOTENCY_WINDOW is enqueued "
+    "once; repeating the command prints the existing job's id.",
+)
 def submit_command(
     job: str,
     assignments: tuple[str, ...],
@@ -125,12 +133,15 @@ def submit_command(
     as_json: bool,
     on_full: str | None,
     gate_timeout: float | None,
+    idem_key: str | None,
 ) -> None:
     """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
     gate = {"on_full": on_full, "timeout": gate_timeout}
     if file is not None:
         if assignments:
             fail_input("give arguments either as key=value or with --file, not both")
+        if idem_key is not None:
+            fail_input("--key applies to one job, not to --file")
         submit_bulk(job, file, wait=wait, timeout=timeout, as_json=as_json, gate=gate)
         return
     try:
@@ -138,7 +149,14 @@ def submit_command(
     except (UnknownJob, InvalidArguments, click.BadParameter) as exc:
         fail_input(_message(exc))
     with broker_errors(), queue_full_exit():
-        (handle,) = submit_gated(spec, [checked], **gate)
+        if idem_key is None:
+            (handle,) = submit_gated(spec, [checked], **gate)
+        else:
+            handle, created = submit_once(
+                spec.name, idem_key, spec.queue, lambda: submit_gated(spec, [checked], **gate)[0]
+            )
+            if not created:
+                err.print(f"key {idem_key!r}: already submitted as {handle.id}", highlight=False)
         if not wait:
             out.print_json(json.dumps(handle.to_dict())) if as_json else print(handle.id)
             return
@@ -175,7 +193,7 @@ def submit_bulk(
         task = progress.add_task(f"submitting {job}", total=None)
         options = {**(gate or {}), "on_wait": _show_gate_wait(progress, task)}
         batch: list[BulkItem] = []
-        items = read_jobs(spec, file)
+        items = refuse_oversized(job, read_jobs(spec, file))  # producers/payload.py
         try:
             for item in items:
                 if item.error:

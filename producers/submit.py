@@ -21,6 +21,8 @@ from celery.canvas import Signature
 
 from producers.backpressure import AdmissionGate, GateWait, OnFull, gated_publish
 from producers.handle import JobHandle
+from producers.idempotency import submit_once
+from producers.payload import check_size
 from workers.app import app
 from workers.registry import JobSpec, UnknownJob, get_job
 from workers.schema import InvalidArguments
@@ -33,7 +35,9 @@ def validate(name: str, arguments: Mapping[str, Any]) -> tuple[JobSpec, dict[str
     Raises :class:`~workers.registry.UnknownJob` or :class:`~workers.schema.InvalidArguments`.
     """
     spec = get_job(name)
-    return spec, spec.schema.validate(arguments)
+    checked = spec.schema.validate(arguments)
+    check_size(name, checked)  # oversized arguments are refused (producers/payload.py)
+    return spec, checked
 
 
 def submit(
@@ -42,6 +46,7 @@ def submit(
     *,
     on_full: OnFull | None = None,
     gate_timeout: float | None = None,
+    key: str | None = None,
     **arguments: Any,
 ) -> JobHandle:
     """Validate and enqueue one job; return its handle once Redis has accepted it.
@@ -50,10 +55,19 @@ def submit(
     seconds) or raises :class:`~producers.backpressure.QueueFull` (``"fail"``); the defaults
     are ``JOBQ_ON_FULL`` and ``JOBQ_GATE_TIMEOUT``. (Not ``timeout=``: jobs such as
     ``fetch_url`` have an argument of that name.)
+
+    With an idempotency ``key``, a second submit of the same job and key within
+    ``JOBQ_IDEMPOTENCY_WINDOW`` returns the job already enqueued (producers/idempotency.py).
     """
     spec, checked = validate(name, arguments)
-    (handle,) = submit_gated(spec, [checked], on_full=on_full, timeout=gate_timeout)
-    return handle
+
+    def enqueue() -> JobHandle:
+        (handle,) = submit_gated(spec, [checked], on_full=on_full, timeout=gate_timeout)
+        return handle
+
+    if key is None:
+        return enqueue()
+    return submit_once(spec.name, key, spec.queue, enqueue)[0]
 
 
 def submit_many(
@@ -77,6 +91,7 @@ def submit_many(
     for index, item in enumerate(arguments):
         try:
             checked.append(spec.schema.validate(item))
+            check_size(name, checked[-1])
         except InvalidArguments as exc:
             raise InvalidArguments(name, [f"item {index}: {p}" for p in exc.problems]) from None
     return submit_gated(spec, checked, on_full=on_full, timeout=timeout)
@@ -93,6 +108,8 @@ def submit_gated(
     """:func:`submit_validated` behind the admission gate of the job's (first) queue."""
     if not batch:
         return []
+    for arguments in batch:  # last guard for every path, bulk files included: nothing is sent
+        check_size(spec.name, arguments)
     queue = _gate_queue(spec, batch[0])
     if queue is None:
         return submit_validated(spec, batch)

@@ -160,9 +160,15 @@ def sigterm(lab: Lab, pool: str, n: int = 8, ms: int = 2000) -> FaultResult:
     """SIGTERM (docker stop): running jobs finish, prefetched ones return to the queue at once."""
     tag = _tag()
     concurrency = 3 if pool == "io" else 2
-    worker = lab.worker(pool, concurrency=concurrency, name=f"stopping-{pool}")
+    # Multiplier 2 so that the worker also holds jobs it has not started (see worker_sigkill).
+    worker = lab.worker(
+        pool,
+        concurrency=concurrency,
+        name=f"stopping-{pool}",
+        env={"JOBQ_PREFETCH_MULTIPLIER": "2"},
+    )
     ids = lab.submit_many(JOB[pool], [{"tag": tag, "ms": ms}] * n)
-    holding = concurrency + (1 if pool == "io" else 0)
+    holding = concurrency + (1 if pool == "io" else concurrency)
     lab.wait_for(
         lambda: len(lab.starts(tag)) >= concurrency and lab.unacked() >= holding,
         timeout=30,

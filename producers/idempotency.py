@@ -1,0 +1,75 @@
+"""Idempotency keys: ``submit(name, key=...)`` enqueues a job at most once per key and window.
+
+Delivery is at least once, and producers retry too (a timeout after Redis accepted the job
+looks like a failure). A key makes the *submission* safe to repeat: the first submit with a
+key claims ``jobq:idem:<job>:<key>`` in Redis (``SET NX EX window``) and enqueues; any later
+submit of the same job with the same key, within ``JOBQ_IDEMPOTENCY_WINDOW`` seconds, returns a
+handle on the job already enqueued and sends nothing. If the first enqueue fails, its claim is
+released, so a retry can succeed. Keys are per job name. The key guards the submission only:
+a job that runs twice (a lost lease, a retried crash) must still make its effects idempotent,
+for example by writing results under its job id.
+
+Example::
+
+    first = submit("fetch_url", url=u, key="import-42")
+    again = submit("fetch_url", url=u, key="import-42")
+    assert again.id == first.id
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from producers.handle import JobHandle
+from workers.redis_client import get_redis
+from workers.settings import get_settings
+
+PREFIX = "jobq:idem:"
+PENDING = "pending:"
+# How long a second submitter waits for the first one's enqueue to finish.
+PENDING_WAIT_S = 10.0
+
+# Delete the claim only if it is still ours (another submitter may hold it after expiry).
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+
+
+class IdempotencyConflict(RuntimeError):
+    """Another submitter holds the key but did not finish enqueueing in time."""
+
+
+def idempotency_key(job: str, key: str) -> str:
+    return f"{PREFIX}{job}:{key}"
+
+
+def submit_once(
+    job: str, key: str, queue: str | None, enqueue: Callable[[], JobHandle]
+) -> tuple[JobHandle, bool]:
+    """Run ``enqueue`` unless ``key`` was used for ``job`` within the window.
+
+    Returns ``(handle, created)``: ``created`` is False when the job already existed.
+    """
+    client = get_redis()
+    redis_key = idempotency_key(job, key)
+    window = get_settings().idempotency_window
+    deadline = time.monotonic() + PENDING_WAIT_S
+    while True:
+        token = PENDING + uuid.uuid4().hex
+        if client.set(redis_key, token, nx=True, ex=window):
+            try:
+                handle = enqueue()
+            except BaseException:
+                client.eval(_RELEASE, 1, redis_key, token)
+                raise
+            # Keep the claim's expiry: the window runs from the first submit.
+            client.set(redis_key, handle.id, xx=True, keepttl=True)
+            return handle, True
+        existing = client.get(redis_key)
+        if existing and not existing.startswith(PENDING):
+            return JobHandle(id=existing, name=job, queue=queue), False
+        if time.monotonic() > deadline:
+            raise IdempotencyConflict(
+                f"key {key!r} of {job} is being submitted by someone else; try again"
+            )
+        time.sleep(0.05)  # the first submitter is enqueueing, or its claim just expired
