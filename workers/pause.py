@@ -65,18 +65,39 @@ def paused_pools() -> dict[str, dict[str, Any]]:
     return {name: json.loads(value) for name, value in zip(names, values, strict=True) if value}
 
 
-def pause(pool: str, *, timeout: float = 1.0) -> list[str]:
-    """Pause ``pool``; return the workers that confirmed within ``timeout`` seconds."""
+def pause(pool: str, *, timeout: float = 1.0, settle: float = 10.0) -> list[str]:
+    """Pause ``pool``; return the workers that stopped consuming.
+
+    Workers answer within ``timeout`` seconds; the cancel itself runs in each worker's consumer
+    loop, so this then waits (up to ``settle`` seconds) until they report no longer consuming.
+    """
     queue = _queue_of(pool)
     get_redis().set(PAUSE_PREFIX + pool, json.dumps({"since": time.time()}))
-    return _broadcast("jobq_pause", queue, timeout)
+    nodes = _broadcast("jobq_pause", queue, timeout)
+    return _wait_applied(queue, nodes, consuming=False, settle=settle)
 
 
-def resume(pool: str, *, timeout: float = 1.0) -> list[str]:
-    """Resume ``pool``; return the workers that confirmed within ``timeout`` seconds."""
+def resume(pool: str, *, timeout: float = 1.0, settle: float = 10.0) -> list[str]:
+    """Resume ``pool``; return the workers that consume its queue again (see :func:`pause`)."""
     queue = _queue_of(pool)
     get_redis().delete(PAUSE_PREFIX + pool)
-    return _broadcast("jobq_resume", queue, timeout)
+    nodes = _broadcast("jobq_resume", queue, timeout)
+    return _wait_applied(queue, nodes, consuming=True, settle=settle)
+
+
+def _wait_applied(queue: str, nodes: list[str], *, consuming: bool, settle: float) -> list[str]:
+    from workers.app import app
+
+    deadline = time.monotonic() + settle
+    pending = set(nodes)
+    while pending and time.monotonic() < deadline:
+        answers = app.control.inspect(destination=sorted(pending), timeout=0.5).active_queues()
+        for node, queues in (answers or {}).items():
+            if (queue in {q["name"] for q in queues}) == consuming:
+                pending.discard(node)
+        if pending:
+            time.sleep(0.1)
+    return sorted(set(nodes) - pending)
 
 
 def _broadcast(command: str, queue: str, timeout: float) -> list[str]:
