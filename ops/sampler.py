@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,10 @@ def collect_sample(
         recent = read_recent(client, queue, since=now - window)
         waits = [job.wait_s for job in recent if job.wait_s is not None]
         runs = [job.run_s for job in recent if job.run_s is not None]
-        done = {state: n for (_, p, state), n in totals.items() if p == pool}
+        done: Counter[str] = Counter()
+        for (_, job_pool, state), count in totals.items():
+            if job_pool == pool:
+                done[state] += count  # summed over every job of the pool
         per_queue[queue] = {
             "pool": pool,
             "depth": depths[queue],

@@ -27,7 +27,10 @@ def frame_text(state: TopState) -> str:
 
 def test_top_shows_backlog_oldest_job_service_times_and_workers(workers, redis_client):
     cpu = workers("cpu", concurrency=1)
-    done = submit_many("cpu_spin", [{"ms": 5}] * 6)
+    # Two kinds of CPU job: the pool's figures add up every job of the pool.
+    done = submit_many("cpu_spin", [{"ms": 5}] * 4) + submit_many(
+        "analyze_text", [{"text": "one two three. four five."}] * 2
+    )
     wait_until(
         lambda: all(r.get("state") == "SUCCESS" for r in read_records([h.id for h in done])),
         timeout=60,
