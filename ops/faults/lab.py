@@ -125,8 +125,12 @@ class Lab:
         while time.monotonic() < deadline:
             if not worker.alive():
                 raise RuntimeError(f"worker {worker.node_name} exited:\n{worker.log_tail()}")
-            if self.producer.control.ping(destination=[worker.node_name], timeout=0.5):
-                return
+            try:
+                if self.producer.control.ping(destination=[worker.node_name], timeout=0.5):
+                    return
+            except (redis.ConnectionError, OSError):
+                # The pooled connection died with a Redis restart: start over with a new client.
+                self._producer = None
         raise TimeoutError(f"worker {worker.node_name} not ready:\n{worker.log_tail()}")
 
     def submit_many(self, job: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
