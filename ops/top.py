@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+import redis
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
@@ -156,12 +157,21 @@ def render(state: TopState) -> Group:
     return Group(queues, "", workers, "", footer)
 
 
+def _frame(collector: TopCollector) -> Group | Text:
+    # A Redis restart or blip shows as one red line, and top carries on when Redis is back.
+    try:
+        return render(collector.collect())
+    except redis.RedisError as exc:
+        return Text(f"Redis unreachable ({exc}); retrying every second…", style="red")
+
+
 def _poll_workers_forever(collector: TopCollector, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             collector.poll_workers()
-        except Exception as exc:  # a broker blip shows as "no answer", it must not kill top
-            click.echo(f"inspect failed: {exc}", err=True)
+        except Exception:  # a broker blip shows as "no worker answered"; it must not end top
+            with collector._lock:
+                collector.workers = []
         stop.wait(WORKER_POLL_S)
 
 
@@ -183,10 +193,11 @@ def top_command(once: bool, interval: float) -> None:
         poller = threading.Thread(target=_poll_workers_forever, args=(collector, stop), daemon=True)
         poller.start()
         try:
-            with Live(render(collector.collect()), console=console, screen=False) as live:
+            # The alternate screen, like top(1): frames of changing height leave no debris.
+            with Live(_frame(collector), console=console, screen=True) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(render(collector.collect()))
+                    live.update(_frame(collector))
         except KeyboardInterrupt:
             pass
         finally:
