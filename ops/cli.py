@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from ops.bench.runner import bench_command
 from ops.control_cli import limits_command, pause_command, resume_command
 from ops.dead_cli import dead_command
 from ops.demo_site_cli import demo_site_command
@@ -46,3 +47,4 @@ main.add_command(limits_command, "limits")
 main.add_command(pause_command, "pause")
 main.add_command(resume_command, "resume")
 main.add_command(dead_command, "dead")
+main.add_command(bench_command, "bench")

@@ -57,7 +57,9 @@ def create_app() -> Celery:
         task_reject_on_worker_lost=True,
         # The bound itself is each job's max_retries (workers/retrying.py): Celery has no
         # app-wide max-retries setting.
-        task_track_started=True,
+        # No STARTED result write: it cost a GET plus a SET/PUBLISH round trip per job (~15% of a
+        # no-op's worker CPU, docs/benchmarks.md); the task-started event still tells Flower.
+        task_track_started=False,
         worker_prefetch_multiplier=settings.prefetch_multiplier,
         # ETA/countdown jobs wait in worker memory and raise the prefetch window; cap them.
         worker_eta_task_limit=1000,
@@ -111,8 +113,12 @@ def _share_result_backend_in_workers(conf: Any = None, **_: Any) -> None:
     (conf or app.conf).result_backend_thread_safe = True
 
 
-# Imported for their side effects: signal handlers that dead-letter terminal failures and
-# renew leases (reliability, issue 4), and ones that record job timings.
+# Imported for their side effects (signal handlers, worker bootsteps):
+# - deadletter, lease: dead letters for terminal failures, lease renewal (issue 4);
+# - fastpath: per-job work batched or skipped by default: events batched on gevent, no per-job
+#   INFO lines (issue 6; measured in docs/benchmarks.md);
+# - timings: job timing records.
 import workers.deadletter  # noqa: E402
+import workers.fastpath  # noqa: E402
 import workers.lease  # noqa: E402
 import workers.timings  # noqa: E402, F401

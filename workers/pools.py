@@ -49,6 +49,25 @@ POOLS: dict[str, PoolProfile] = {
 }
 
 
+def io_process_count(settings: Settings) -> int:
+    """How many ``jobq worker io`` processes to run: ``JOBQ_IO_PROCESSES``, else one per core.
+
+    One gevent process uses at most one core, and at ~1 ms of CPU per job that core is the
+    limit long before its greenlets are (docs/benchmarks.md, scenario 1). Celery's cgroup-aware
+    count is used, so a container limited to 2 CPUs runs 2 processes, not one per host core.
+    """
+    if settings.io_processes:
+        return settings.io_processes
+    from celery.utils.sysinfo import cpu_budget
+
+    return max(1, cpu_budget(use_cgroup_quota=True).count)
+
+
+def io_node_names(settings: Settings, host: str = "%h") -> list[str]:
+    """Celery node names for the I/O processes: ``io-1@HOST`` … ``io-N@HOST``."""
+    return [f"io-{index}@{host}" for index in range(1, io_process_count(settings) + 1)]
+
+
 def worker_argv(
     profile: PoolProfile,
     settings: Settings,

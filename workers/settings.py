@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     # I/O pool (gevent): many cheap greenlets in one process.
     io_concurrency: int = Field(default=100, ge=1, le=5000)
     io_time_limit: float = Field(default=60.0, gt=0)
+    # --- I/O processes (issue 6): how many `jobq worker io` processes `jobq up`/compose run ---
+    # One gevent process is CPU-bound (messaging, events, results: ~1 ms of CPU per job) long
+    # before its greenlets run out, so the I/O side runs one process per core by default.
+    # 0 = one per CPU this host lets us use (cgroup quota included); see pools.io_process_count.
+    io_processes: int = Field(default=0, ge=0, le=256)
+    # Celery's "Task … received" / "… succeeded in …" INFO lines, one pair per job: off by
+    # default, they cost a visible share of a busy worker's CPU (workers/fastpath.py).
+    log_each_job: bool = False
 
     # CPU pool (prefork): "auto" sizes it from the CPUs this process may use (cgroup quota too).
     cpu_concurrency: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]*)$")
