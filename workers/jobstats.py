@@ -81,32 +81,59 @@ def format_bound(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
+# All of one job's updates in one Lua call: as nine separate commands they cost the worker
+# ~0.12 ms of client CPU per job (redis-py packs and parses each), as one EVAL ~0.05 ms
+# (measured: 3 000 record writes, min of 4 rounds, on 2 shared cores).
+_ADD_JOB = """
+redis.call('HINCRBY', KEYS[1], ARGV[1] .. ARGV[2], 1)
+for i = 0, 1 do
+  local label, value = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  if label ~= '' then
+    redis.call('HINCRBY', KEYS[2 + i], ARGV[1] .. label, 1)
+    redis.call('HINCRBYFLOAT', KEYS[2 + i], ARGV[1] .. 'sum', value)
+    redis.call('HINCRBY', KEYS[2 + i], ARGV[1] .. 'count', 1)
+  end
+end
+if ARGV[7] ~= '' then
+  redis.call('LPUSH', KEYS[4], ARGV[7])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[9]))
+end
+"""
+
+
 def add_job(pipe: Any, record: dict[str, Any]) -> None:
-    """Queue the statistics updates for one finished job on a Redis pipeline.
+    """Queue the statistics updates for one finished job on a Redis pipeline (one Lua call).
 
     ``record`` is a job record as :mod:`workers.timings` writes it (floats or "" for times).
     """
     name = record.get("name") or "unknown"
     queue = record.get("queue") or ""
-    pool = pool_of_queue(queue)
     state = record.get("state") or "UNKNOWN"
-    prefix = f"{name}{FIELD_SEPARATOR}{pool}{FIELD_SEPARATOR}"
-    pipe.hincrby(TOTAL_KEY, f"{prefix}{state}", 1)
+    prefix = f"{name}{FIELD_SEPARATOR}{pool_of_queue(queue)}{FIELD_SEPARATOR}"
     sent, started, finished = (record.get(f) for f in ("sent_at", "started_at", "finished_at"))
     wait = max(0.0, started - sent) if sent and started else None
     run = max(0.0, finished - started) if started and finished else None
-    for measure, value in (("wait", wait), ("run", run)):
-        if value is None:
-            continue
-        key = HIST_KEY + measure
-        pipe.hincrby(key, prefix + bucket_label(value), 1)
-        pipe.hincrbyfloat(key, prefix + "sum", value)
-        pipe.hincrby(key, prefix + "count", 1)
-    if queue and finished:
-        recent = RECENT_KEY + queue
-        pipe.lpush(recent, f"{finished:.3f} {_num(wait)} {_num(run)}")
-        pipe.ltrim(recent, 0, RECENT_LIMIT - 1)
-        pipe.expire(recent, RECENT_TTL)
+    measures: list[str] = []
+    for value in (wait, run):
+        measures += ["", "0"] if value is None else [bucket_label(value), repr(value)]
+    recent = f"{finished:.3f} {_num(wait)} {_num(run)}" if queue and finished else ""
+    # EVAL with the script's text rather than EVALSHA: Redis caches the compiled script either
+    # way, and a Redis restart (empty script cache) can never make a job's stats fail.
+    pipe.eval(
+        _ADD_JOB,
+        4,
+        TOTAL_KEY,
+        HIST_KEY + "wait",
+        HIST_KEY + "run",
+        RECENT_KEY + (queue or "-"),
+        prefix,
+        state,
+        *measures,
+        recent,
+        RECENT_LIMIT,
+        RECENT_TTL,
+    )
 
 
 def _num(value: float | None) -> str:
