@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.app import app
+from workers.deadletter import DeadLetterNotFound, get_dead
 from workers.timings import read_records
 
 EXIT_NOT_FOUND = 1
@@ -44,7 +45,9 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     result = AsyncResult(job_id, app=app)
     meta = result.backend.get_task_meta(job_id)
     state = meta.get("status") or result.state
-    if not record.get("name") and state == "PENDING":  # no record (read_records gives {} fields)
+    if (
+        not record.get("name") and state == "PENDING" and not _is_dead(job_id)
+    ):  # no record (read_records gives {} fields)
         return None
     outcome = meta.get("result")
     if state in ("FAILURE", "RETRY") and outcome is not None:
@@ -56,9 +59,17 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     parent_id = record.get("parent_id") or None
     neighbour_ids = ([parent_id] if parent_id else []) + children_ids
     neighbour_records = dict(zip(neighbour_ids, read_records(neighbour_ids), strict=True))
+    try:
+        dead = get_dead(job_id)
+    except DeadLetterNotFound:
+        dead = None
     return {
         "id": job_id,
         "name": record.get("name") or meta.get("name"),
+        # In the dead-letter store (failed for good): why, and `jobq dead retry ID` applies.
+        "dead_letter": {"reason": dead.get("reason"), "dead_at": dead.get("dead_at")}
+        if dead
+        else None,
         "state": state,
         "queue": record.get("queue"),
         "worker": record.get("worker"),
@@ -77,6 +88,14 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
         "parent": _neighbour(parent_id, neighbour_records[parent_id]) if parent_id else None,
         "children": [_neighbour(cid, neighbour_records[cid]) for cid in children_ids],
     }
+
+
+def _is_dead(job_id: str) -> bool:
+    try:
+        get_dead(job_id)
+    except DeadLetterNotFound:
+        return False
+    return True
 
 
 def _when(timestamp: float | None) -> str:
@@ -117,6 +136,8 @@ def render_job(job: dict[str, Any]) -> Table:
         rows.append(
             ("children" if index == 0 else "", f"{child['name']} {child['id']} {child['state']}")
         )
+    if job["dead_letter"]:
+        rows.append(("dead letter", f"{job['dead_letter']['reason']} (jobq dead show {job['id']})"))
     if job["error"]:
         rows.append(("error", job["error"]))
     else:

@@ -40,6 +40,7 @@ def test_show_follows_a_pipeline_across_both_pools(workers, local_site):
     assert last["worker"] == cpu_worker.node_name
     assert last["result"]["words"] == analysis["words"]
     assert last["error"] is None
+    assert last["dead_letter"] is None
     assert last["wait_s"] >= 0
     assert last["run_s"] >= 0
     assert last["children"] == []
@@ -76,6 +77,8 @@ def test_show_prints_the_error_of_a_failed_job(workers, local_site):
     assert "max_bytes" in job["error"]
     assert job["result"] is None
     assert "Traceback" in (job["traceback"] or "")
+    # A job that failed for good is in the dead-letter store, and show says so.
+    assert job["dead_letter"]["reason"] == "failed"
 
     code, text = show(handle.id)
     assert "FAILURE" in text
