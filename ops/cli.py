@@ -15,6 +15,7 @@ from ops.control_cli import limits_command, pause_command, resume_command
 from ops.dead_cli import dead_command
 from ops.demo_site_cli import demo_site_command
 from ops.exporter import exporter_command
+from ops.faults.runner import faults_command
 from ops.flower import flower_command
 from ops.report import report_command
 from ops.sampler import sample_command
@@ -48,3 +49,4 @@ main.add_command(pause_command, "pause")
 main.add_command(resume_command, "resume")
 main.add_command(dead_command, "dead")
 main.add_command(bench_command, "bench")
+main.add_command(faults_command, "faults")

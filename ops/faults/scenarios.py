@@ -232,7 +232,8 @@ def poison_gevent(lab: Lab, max_retries: int = 2) -> FaultResult:
     restarts = 0
     while not lab.dead_letters() and time.monotonic() < deadline:
         # A supervisor (compose's restart policy) restarts the worker each time it dies.
-        worker = lab.worker("io", concurrency=4, env=env, name=f"restart{restarts}")
+        # Not waiting for "ready": the worker may die on the poison job before it answers.
+        worker = lab.worker("io", concurrency=4, env=env, name=f"restart{restarts}", ready=False)
         while worker.alive() and not lab.dead_letters() and time.monotonic() < deadline:
             time.sleep(0.2)
         restarts += 1
@@ -298,4 +299,69 @@ def producer_outage(lab: Lab) -> FaultResult:
         took,
         "exit 1 with 'cannot reach Redis' after bounded retries; no job id printed",
         done.returncode == 1 and not done.stdout.strip() and "cannot reach Redis" in done.stderr,
+    )
+
+
+def bad_messages(lab: Lab, sentinel_dir: str) -> FaultResult:
+    """Pickle, non-JSON, truncated, headerless, unknown-job and schema-violating messages."""
+    from ops.faults.messages import (
+        envelope,
+        pickle_envelope,
+        task_body,
+        task_envelope,
+        task_headers,
+    )
+
+    worker = lab.worker("io", concurrency=4)
+    sentinel = os.path.join(sentinel_dir, f"pickle-loaded-{_tag()}")
+    body = task_body({"path": sentinel})
+    messages = [
+        pickle_envelope("write_file", creates=sentinel, queue="io"),
+        envelope(b"{not json", queue="io", headers=task_headers("write_file")),
+        envelope(body[: len(body) // 2], queue="io", headers=task_headers("write_file")),
+        envelope(body, queue="io", headers={}),
+        task_envelope("no_such_job", {}, queue="io"),
+        task_envelope("write_file", {"paht": sentinel}, queue="io"),
+        "not an envelope at all",
+    ]
+    client = lab.client()
+    for message in messages:
+        client.lpush("io", message)
+    lab.wait_for(
+        lambda: len(lab.dead_letters()) >= len(messages), timeout=60, what="all dead-lettered"
+    )
+    reasons = sorted(d["reason"] for d in lab.dead_letters())
+    tally = Tally(len(messages), 0, 0, 0, dead_lettered=len(lab.dead_letters()))
+    tally.notes.update(reasons=",".join(reasons), executed=int(os.path.exists(sentinel)))
+    return FaultResult(
+        "bad messages LPUSHed into a queue (7 kinds)",
+        tally,
+        None,
+        "none executed, all dead-lettered, worker stays up",
+        not os.path.exists(sentinel) and tally.dead_lettered == len(messages) and worker.alive(),
+    )
+
+
+def idempotent_submits(lab: Lab, repeats: int = 10) -> FaultResult:
+    """A producer repeating a submit (a retry after a timeout) with an idempotency key."""
+    env = {**lab.env}
+    ids = set()
+    for _ in range(repeats):
+        done = subprocess.run(
+            jobq_argv("submit", "io_wait", "ms=1", "--key", "retry-me"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        ids.add(done.stdout.strip())
+    enqueued = lab.queued("io")
+    tally = Tally(repeats, 0, max(0, enqueued - 1), 0)
+    tally.notes.update(distinct_ids=len(ids), enqueued=enqueued)
+    return FaultResult(
+        f"the same submit repeated {repeats}× with --key",
+        tally,
+        None,
+        "one job enqueued, every repeat returns its id",
+        len(ids) == 1 and enqueued == 1,
     )

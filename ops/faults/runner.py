@@ -1,0 +1,164 @@
+"""``jobq faults`` (or ``python -m ops.faults``): run every fault scenario, print the table.
+
+Each scenario gets a fresh lab (its own redis-server and real workers, ops/faults/lab.py).
+Worker-death scenarios use the production lease (``JOBQ_VISIBILITY_TIMEOUT=30``, renewed every
+10 s, swept every 5 s) so their recovery times are the ones a deployment sees; the long-job
+scenarios scale the lease down (5 s) to keep the run short, since what they count, duplicate
+starts, does not depend on the scale. ``--write`` replaces the table in docs/reliability.md.
+
+Example::
+
+    $ jobq faults                      # about 8 minutes on 2 cores
+    $ jobq faults --only redis --only poison
+    $ python -m ops.faults --write docs/reliability.md
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ops.faults import scenarios
+from ops.faults.lab import Lab
+from ops.faults.scenarios import FaultResult
+
+PRODUCTION_LEASE = {
+    "JOBQ_VISIBILITY_TIMEOUT": "30",
+    "JOBQ_LEASE_RENEW_INTERVAL": "10",
+    "JOBQ_RESTORE_INTERVAL": "5",
+}
+SCALED_LEASE = {"JOBQ_VISIBILITY_TIMEOUT": "5", "JOBQ_LEASE_RENEW_INTERVAL": "1"}
+BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
+
+err = Console(stderr=True)
+
+# name -> (lab options, scenario)
+SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
+    "child-sigkill": ({}, lambda lab, _: scenarios.child_sigkill(lab)),
+    "worker-sigkill-io": (
+        {"env": PRODUCTION_LEASE},
+        lambda lab, _: scenarios.worker_sigkill(lab, "io"),
+    ),
+    "worker-sigkill-cpu": (
+        {"env": PRODUCTION_LEASE},
+        lambda lab, _: scenarios.worker_sigkill(lab, "cpu"),
+    ),
+    "long-jobs-io": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "io", lease_s=5, n=4),
+    ),
+    "long-jobs-cpu": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "cpu", lease_s=5, n=1),
+    ),
+    "long-jobs-io-no-renewal": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "io", lease_s=5, n=4, renew=False),
+    ),
+    "sigterm-io": ({}, lambda lab, _: scenarios.sigterm(lab, "io")),
+    "sigterm-cpu": ({}, lambda lab, _: scenarios.sigterm(lab, "cpu")),
+    "poison-prefork": ({}, lambda lab, _: scenarios.poison_prefork(lab)),
+    "poison-gevent": ({}, lambda lab, _: scenarios.poison_gevent(lab)),
+    "redis-sigkill-always": (
+        {"extra": {"appendfsync": "always"}},
+        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=True),
+    ),
+    "redis-sigterm-everysec": (
+        {"extra": {"appendfsync": "everysec"}},
+        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=False),
+    ),
+    "redis-sigkill-everysec": (
+        {"extra": {"appendfsync": "everysec"}},
+        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=True),
+    ),
+    "producer-outage": ({}, lambda lab, _: scenarios.producer_outage(lab)),
+    "bad-messages": ({}, lambda lab, tmp: scenarios.bad_messages(lab, str(tmp))),
+    "idempotent-submits": ({}, lambda lab, _: scenarios.idempotent_submits(lab)),
+}
+
+
+def run(names: list[str]) -> list[FaultResult]:
+    results = []
+    for name in names:
+        options, scenario = SCENARIOS[name]
+        err.print(f"[bold]{name}[/] …", highlight=False)
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f"jobq-fault-{name}-") as tmp:
+            lab = Lab.create(Path(tmp), **options)
+            try:
+                result = scenario(lab, Path(tmp))
+            except Exception as exc:  # a scenario that breaks is a row too, marked failed
+                result = FaultResult(name, scenarios.Tally(0, 0, 0, 0), None, repr(exc), False)
+            finally:
+                lab.close()
+        err.print(
+            f"  {'ok' if result.ok else 'FAILED'} in {time.monotonic() - started:.0f} s: "
+            + json.dumps(result.row()),
+            highlight=False,
+        )
+        results.append(result)
+    return results
+
+
+def markdown(results: list[FaultResult]) -> str:
+    head = (
+        "| fault | submitted | lost | duplicate effects | duplicate starts | dead-lettered "
+        "| recovery (s) | promise | held |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in results:
+        t = r.tally
+        extra = {k: v for k, v in t.notes.items()}
+        detail = f"<br>{', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""
+        recovery = "–" if r.recovery_s is None else f"{r.recovery_s:.1f}"
+        rows.append(
+            f"| {r.fault}{detail} | {t.submitted} | {t.lost} | {t.duplicate_effects} "
+            f"| {t.duplicate_starts} | {t.dead_lettered} | {recovery} | {r.promise} "
+            f"| {'yes' if r.ok else '**NO**'} |"
+        )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = (
+        f"\n\nMeasured {stamp} on {platform.node()} ({platform.machine()}, "
+        f"Python {platform.python_version()}) with `jobq faults`."
+    )
+    return head + "\n".join(rows) + footer
+
+
+@click.command()
+@click.option("--only", multiple=True, help="Scenario names containing this text (repeatable).")
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+@click.option("--write", type=click.Path(dir_okay=False, path_type=Path), help="Update a doc.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
+def faults_command(
+    only: tuple[str, ...], list_only: bool, write: Path | None, as_json: bool
+) -> None:
+    """Inject faults into real workers and Redis; count jobs lost and duplicated."""
+    names = [n for n in SCENARIOS if not only or any(o in n for o in only)]
+    if list_only:
+        for name in names:
+            print(name)
+        return
+    if not names:
+        raise click.UsageError(f"no scenario matches {only}; see --list")
+    results = run(names)
+    if as_json:
+        for result in results:
+            print(json.dumps(result.row()))
+    else:
+        print(markdown(results))
+    if write is not None:
+        text = write.read_text() if write.exists() else f"{BEGIN}\n{END}\n"
+        before, _, rest = text.partition(BEGIN)
+        _, _, after = rest.partition(END)
+        write.write_text(f"{before}{BEGIN}\n{markdown(results)}\n{END}{after}")
+        err.print(f"wrote the table into {write}")
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
