@@ -113,7 +113,8 @@ def draw_png(samples: list[dict[str, Any]], path: Path, *, title: str) -> None:
     time_ax.set_yscale("log")
     # Headroom above the lines for the legend (a decade and a bit, on the log scale).
     bottom, top = time_ax.get_ylim()
-    time_ax.set_ylim(bottom, top * 30)
+    if bottom > 0:  # an idle run has no times at all, hence no log-scale limits to widen
+        time_ax.set_ylim(bottom, top * 30)
     time_ax.set_title("service time: wait (sent → started) and run, over the last minute")
     time_ax.legend(loc="upper left", fontsize="small", ncol=4)
     rate_ax.set_ylabel("jobs done per second")

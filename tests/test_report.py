@@ -81,3 +81,21 @@ def test_report_needs_two_samples(tmp_path: Path):
     result = CliRunner().invoke(main, ["report", "--samples", str(samples)])
     assert result.exit_code == 2
     assert "at least 2 samples" in result.output
+
+
+def test_sample_then_report_from_redis(redis_client, tmp_path: Path):
+    # Real samples of a real (idle) Redis: the file and the capped Redis list both get them.
+    samples = tmp_path / "samples.jsonl"
+    result = CliRunner().invoke(
+        main, ["sample", "--out", str(samples), "--interval", "0.2", "--duration", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = samples.read_text().splitlines()
+    assert len(lines) >= 2
+    assert set(json.loads(lines[0])["queues"]) == {"io", "cpu"}
+    assert redis_client.llen("jobq:samples") == len(lines)
+
+    out = tmp_path / "from-redis"
+    result = CliRunner().invoke(main, ["report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.with_suffix(".png").read_bytes().startswith(PNG_MAGIC)
