@@ -109,12 +109,20 @@ def draw_png(samples: list[dict[str, Any]], path: Path, *, title: str) -> None:
     age_ax.set_ylim(bottom=0)
     backlog_ax.legend(loc="upper left")
     backlog_ax.set_title("backlog per queue (solid) and age of its oldest job (dotted)")
-    time_ax.set_ylabel("seconds (log)")
-    time_ax.set_yscale("log")
-    # Headroom above the lines for the legend (a decade and a bit, on the log scale).
-    bottom, top = time_ax.get_ylim()
-    if bottom > 0:  # an idle run has no times at all, hence no log-scale limits to widen
-        time_ax.set_ylim(bottom, top * 30)
+    times = [
+        v
+        for queue in queues
+        for key in ("wait_p50_s", "wait_p95_s", "run_p50_s", "run_p95_s")
+        for v in series(samples, queue, key)
+        if v
+    ]
+    if times:  # an idle run has no times to put on a log scale
+        time_ax.set_ylabel("seconds (log)")
+        time_ax.set_yscale("log")
+        # Headroom above the lines for the legend (a decade and a bit, on the log scale).
+        time_ax.set_ylim(min(times) / 2, max(times) * 30)
+    else:
+        time_ax.set_ylabel("seconds")
     time_ax.set_title("service time: wait (sent → started) and run, over the last minute")
     time_ax.legend(loc="upper left", fontsize="small", ncol=4)
     rate_ax.set_ylabel("jobs done per second")
