@@ -18,13 +18,15 @@ from __future__ import annotations
 import base64
 import html
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ops.sampler import read_samples
+from ops.sampler import Sampler, read_samples
 
 COLOURS = {"io": "#1f77b4", "cpu": "#d62728"}
 
@@ -184,6 +186,23 @@ def write_report(
     draw_png(samples, png, title=title)
     write_html(samples, png, page, title=title)
     return png, page
+
+
+@contextmanager
+def charted_run(out: Path, *, title: str, interval: float = 1.0) -> Iterator[Sampler]:
+    """Record samples while the block runs, then draw ``out.png`` and ``out.html``.
+
+    The samples are kept next to them (``out-samples.jsonl``), so the chart can be redrawn.
+    One line to give a benchmark or a demo its chart::
+
+        with charted_run(Path("docs/bench/overhead"), title="overhead"):
+            run_the_workload()
+    """
+    samples = out.with_name(out.name + "-samples.jsonl")
+    samples.unlink(missing_ok=True)  # one run per file
+    with Sampler(samples, interval=interval) as sampler:
+        yield sampler
+    write_report(sampler.samples, out, title=title)
 
 
 @click.command()

@@ -10,7 +10,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from ops.cli import main
-from ops.report import summarize, throughput
+from ops.report import charted_run, summarize, throughput
+from tests.waiting import wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +100,12 @@ def test_sample_then_report_from_redis(redis_client, tmp_path: Path):
     result = CliRunner().invoke(main, ["report", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.with_suffix(".png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_charted_run_draws_the_block_it_wraps(redis_client, tmp_path: Path):
+    out = tmp_path / "bench" / "scenario"
+    with charted_run(out, title="scenario", interval=0.1) as sampler:
+        wait_until(lambda: len(sampler.samples) >= 2, timeout=10)
+    assert out.with_suffix(".png").read_bytes().startswith(PNG_MAGIC)
+    assert "scenario" in out.with_suffix(".html").read_text()
+    assert (tmp_path / "bench" / "scenario-samples.jsonl").read_text().count("\n") >= 3
