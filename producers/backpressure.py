@@ -14,10 +14,12 @@ one Lua script, how many of its jobs fit:
 * the room granted is a reservation (with a lease, in case the producer dies); the producer
   releases it right after publishing, when the jobs are counted in the lists themselves. Between
   the two a batch counts twice, so racing producers may stop up to one batch each *below* the
-  mark; they never go above it.
+  mark; batches never take it above.
 
 The check is one ``EVALSHA`` per batch plus one release, not per job (docs/backpressure.md has
-the measured cost). ``on_full="wait"`` polls with backoff up to ``timeout`` seconds;
+the measured cost). A single ``submit`` pays one ``EVALSHA`` and reserves nothing, so racing
+producers can pass the mark by one job each.
+``on_full="wait"`` polls with backoff up to ``timeout`` seconds;
 ``on_full="fail"`` raises :class:`QueueFull` at once. Either way :class:`QueueFull` carries the
 handles of what was submitted and the number that was not, so nothing is reported as
 submitted that was not.
@@ -78,6 +80,7 @@ end
 local granted = math.min(wanted, high - backlog)
 if granted < wanted then redis.call('SET', closed_key, '1') end
 if granted <= 0 then return {0, backlog, 1} end
+if ARGV[4] == '' then return {granted, backlog, 0} end
 redis.call('HSET', held, ARGV[4], granted)
 redis.call('ZADD', leases, now_ms + tonumber(ARGV[5]), ARGV[4])
 return {granted, backlog, 0}
@@ -187,7 +190,9 @@ class AdmissionGate:
         """Reserve room for up to ``wanted`` jobs; release it with :meth:`release`."""
         if not self.marks.enabled:
             return Admission(granted=wanted, backlog=-1, closed=False)
-        token = uuid.uuid4().hex
+        # A single job is not worth two more round trips (reserve, release): unreserved, racing
+        # producers can overshoot the mark by at most one job each.
+        token = uuid.uuid4().hex if wanted > 1 else ""
         args = [self.marks.high, self.marks.low, wanted, token, RESERVATION_LEASE_MS]
         with redis_full_errors(self.queue):
             granted, backlog, closed = self._script(keys=self._keys, args=args)
@@ -195,7 +200,7 @@ class AdmissionGate:
 
     def release(self, admission: Admission) -> None:
         """The reserved jobs are published (or given up): stop counting the reservation."""
-        if admission.token is None:
+        if not admission.token:
             return
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(self._keys[-2], admission.token)
