@@ -36,7 +36,10 @@ def create_app() -> Celery:
     }
     celery_app.conf.update(
         broker_url=settings.redis_url,
-        result_backend=settings.redis_url,
+        # Celery's Redis backend, each result written in one atomic round trip instead of a GET
+        # then SET+PUBLISH (workers/resultstore.py): result writes fell from 17% to 12% of a
+        # gevent worker's samples on no-op jobs (py-spy, docs/benchmarks.md).
+        result_backend=f"workers.resultstore:AtomicRedisBackend+{settings.redis_url}",
         # JSON only: pickle in a queue is remote code execution.
         task_serializer="json",
         result_serializer="json",

@@ -70,7 +70,7 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
     chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
 
     def measure(setup: Setup, _round: int) -> dict[str, float]:
-        with Workers(log_dir) as workers:
+        with Workers(log_dir, server) as workers:
             start(workers, setup)
             jobs = [Job("cpu_spin", "cpu", {"ms": 50, "probe_name": None})] * size["jobs"]
             return measure_batch(server, workers, jobs, size["max_seconds"])

@@ -10,7 +10,7 @@ worker process trees with psutil for CPU seconds and peak RSS.
 
 Example::
 
-    with private_redis("overhead") as server, Workers(log_dir) as workers:
+    with private_redis("overhead") as server, Workers(log_dir, server) as workers:
         workers.jobq("io", concurrency=100)
         with EventTap(server) as tap, Meter(workers.pids()) as meter:
             ids = publish("io_wait", "io", [{"ms": 0}] * 1000)
@@ -82,10 +82,17 @@ def purge(server: RedisServer, queues: Sequence[str]) -> None:
 
 
 class Workers:
-    """Start worker processes for one scenario; all are stopped (then killed) on exit."""
+    """Start worker processes for one measurement; all are killed on exit, queues emptied.
 
-    def __init__(self, log_dir: Path) -> None:
+    Killing rather than a warm shutdown: the measurement is over, and a warm shutdown would
+    wait for running jobs and push reserved ones back into the queue, where the next setup
+    would find them. With ``server``, the queues and kombu's unacked bookkeeping are emptied
+    afterwards, so every measurement starts from an empty broker.
+    """
+
+    def __init__(self, log_dir: Path, server: RedisServer | None = None) -> None:
         self.log_dir = log_dir
+        self.server = server
         self.started: list[ManagedProcess] = []
 
     def __enter__(self) -> Workers:
@@ -182,13 +189,13 @@ class Workers:
         return [worker.pid for worker in self.started if worker.alive()]
 
     def stop_all(self) -> None:
-        """Warm-stop every worker (TERM to the main process), then kill what is left."""
+        """Kill every worker started here (its process group: main process and children)."""
         for worker in self.started:
-            worker.signal(15)
-        for worker in self.started:
-            worker.stop(timeout=20)
             worker.kill()
         self.started.clear()
+        if self.server is not None:
+            purge(self.server, ["io", "cpu"])
+            self.server.client().delete("unacked", "unacked_index")
 
 
 def _node_name(prefix: str) -> str:

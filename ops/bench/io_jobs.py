@@ -47,6 +47,11 @@ def setups() -> list[Setup]:
             {"kind": "jobq", "per_process": 100, "slots": 100 * processes},
         ),
         Setup(
+            "jobq-100-ff",
+            f"jobq I/O: {processes}× gevent c=100, fire and forget (no result)",
+            {"kind": "jobq", "per_process": 100, "slots": 100 * processes, "ignore_result": True},
+        ),
+        Setup(
             "jobq-500",
             f"jobq I/O: {processes}× gevent c=500",
             {"kind": "jobq", "per_process": 500, "slots": 500 * processes},
@@ -102,9 +107,10 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         _, kwargs = validate("fetch_url", {"url": f"{url}/100", "timeout": 10})
 
         def measure(setup: Setup, _round: int) -> dict[str, float]:
-            with Workers(log_dir) as workers:
+            with Workers(log_dir, server) as workers:
                 start(workers, setup)
-                jobs = [Job("fetch_url", "io", kwargs)] * size["jobs"]
+                job = Job("fetch_url", "io", kwargs, setup.options.get("ignore_result"))
+                jobs = [job] * size["jobs"]
                 values = measure_batch(server, workers, jobs, size["max_seconds"])
             slots = setup.options["slots"]
             values["of_ideal"] = 100 * values["jobs_s"] / (slots / DELAY_S)

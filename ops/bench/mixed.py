@@ -106,7 +106,7 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
             return ids
 
         def measure(setup: Setup, _round: int) -> dict[str, float]:
-            with Workers(log_dir) as workers:
+            with Workers(log_dir, server) as workers:
                 start(workers, setup)
                 return measure_batch(
                     server, workers, jobs, size["max_seconds"], submit=submit_batch

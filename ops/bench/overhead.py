@@ -86,7 +86,7 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
     chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
 
     def measure(setup: Setup, _round: int) -> dict[str, float]:
-        with Workers(log_dir) as workers:
+        with Workers(log_dir, server) as workers:
             job = start(workers, setup)
             return measure_batch(server, workers, [job] * size["jobs"], size["max_seconds"])
 
