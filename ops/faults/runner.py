@@ -10,7 +10,7 @@ Example::
 
     $ jobq faults                      # about 8 minutes on 2 cores
     $ jobq faults --only redis --only poison
-    $ python -m ops.faults --write docs/reliability.md
+    $ python -m ops.faults --write docs/reliability.md   # partial runs update their rows
 """
 
 from __future__ import annotations
@@ -108,28 +108,50 @@ def run(names: list[str]) -> list[FaultResult]:
     return results
 
 
-def markdown(results: list[FaultResult]) -> str:
+def markdown(rows: list[dict]) -> str:
+    """The reliability table, one row per scenario result (``FaultResult.row()``)."""
     head = (
         "| fault | submitted | lost | duplicate effects | duplicate starts | dead-lettered "
         "| recovery (s) | promise | held |\n|---|---|---|---|---|---|---|---|---|\n"
     )
-    rows = []
-    for r in results:
-        t = r.tally
-        extra = {k: v for k, v in t.notes.items()}
-        detail = f"<br>{', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""
-        recovery = "–" if r.recovery_s is None else f"{r.recovery_s:.1f}"
-        rows.append(
-            f"| {r.fault}{detail} | {t.submitted} | {t.lost} | {t.duplicate_effects} "
-            f"| {t.duplicate_starts} | {t.dead_lettered} | {recovery} | {r.promise} "
-            f"| {'yes' if r.ok else '**NO**'} |"
+    lines = []
+    for r in rows:
+        notes = r.get("notes") or {}
+        detail = f"<br>{', '.join(f'{k}={v}' for k, v in notes.items())}" if notes else ""
+        recovery = "–" if r["recovery_s"] is None else f"{r['recovery_s']:.1f}"
+        lines.append(
+            f"| {r['fault']}{detail} | {r['submitted']} | {r['lost']} | {r['duplicate_effects']} "
+            f"| {r['duplicate_starts']} | {r['dead_lettered']} | {recovery} | {r['promise']} "
+            f"| {'yes' if r['ok'] else '**NO**'} |"
         )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    measured = sorted({r["measured"] for r in rows if r.get("measured")})
+    if not measured:
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        when = measured[0] if len(measured) == 1 else f"{measured[0]} to {measured[-1]}"
     footer = (
-        f"\n\nMeasured {stamp} on {platform.node()} ({platform.machine()}, "
+        f"\n\nMeasured {when} on {platform.node()} ({platform.machine()}, "
         f"Python {platform.python_version()}) with `jobq faults`."
     )
-    return head + "\n".join(rows) + footer
+    return head + "\n".join(lines) + footer
+
+
+def write_table(doc: Path, results: dict[str, FaultResult]) -> None:
+    """Merge these results into ``doc``'s JSON sidecar, then rewrite the table from it.
+
+    A partial run (``--only``) updates its rows and keeps the others.
+    """
+    sidecar = doc.with_suffix(".json")
+    stored: dict[str, dict] = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for name, result in results.items():
+        stored[name] = {**result.row(), "measured": stamp}
+    ordered = {name: stored[name] for name in SCENARIOS if name in stored}
+    sidecar.write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n")
+    text = doc.read_text() if doc.exists() else f"{BEGIN}\n{END}\n"
+    before, _, rest = text.partition(BEGIN)
+    _, _, after = rest.partition(END)
+    doc.write_text(f"{before}{BEGIN}\n{markdown(list(ordered.values()))}\n{END}{after}")
 
 
 @click.command()
@@ -148,17 +170,14 @@ def faults_command(
         return
     if not names:
         raise click.UsageError(f"no scenario matches {only}; see --list")
-    results = run(names)
+    results = dict(zip(names, run(names), strict=True))
     if as_json:
-        for result in results:
+        for result in results.values():
             print(json.dumps(result.row()))
     else:
-        print(markdown(results))
+        print(markdown([r.row() | {"measured": ""} for r in results.values()]))
     if write is not None:
-        text = write.read_text() if write.exists() else f"{BEGIN}\n{END}\n"
-        before, _, rest = text.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        write.write_text(f"{before}{BEGIN}\n{markdown(results)}\n{END}{after}")
-        err.print(f"wrote the table into {write}")
-    if not all(r.ok for r in results):
+        write_table(write, results)
+        err.print(f"wrote the table into {write} (results kept in {write.with_suffix('.json')})")
+    if not all(r.ok for r in results.values()):
         raise SystemExit(1)
