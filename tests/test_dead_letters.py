@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
+from ops.faults.lab import lab
+from ops.faults.scenarios import poison_gevent
 from ops.processes import jobq_argv
 from producers import submit, submit_many
 from tests.waiting import wait_until
@@ -97,3 +100,15 @@ def test_dead_cli_lists_shows_retries_and_purges(workers: Any, redis_client: Any
     assert purged.returncode == 0
     assert "purged 1" in purged.stderr
     assert list_dead() == []
+
+
+def test_poison_job_killing_the_whole_gevent_worker_is_stopped_by_the_delivery_limit(
+    tmp_path: Path,
+) -> None:
+    # On gevent a crashing job takes the whole worker with it and comes back through the lease;
+    # the lab restarts the worker each time, as compose's restart policy would.
+    with lab(tmp_path) as running:
+        result = poison_gevent(running, max_retries=2)
+        reasons = [entry["reason"] for entry in running.dead_letters()]
+    assert result.tally.notes["poison_executions"] == 3, result  # N + 1
+    assert reasons == ["delivery_limit"], result
