@@ -355,6 +355,9 @@ def status_command(as_json: bool, timeout: float) -> None:
         )  # fmt: skip
     out.print(workers if snapshot["workers"] else "[yellow]no workers answered[/]")
     out.print(f"in flight: {snapshot['in_flight']}   unacknowledged: {snapshot['unacked']}")
+    paused = [name for name, q in snapshot["queues"].items() if q.get("paused")]
+    if paused:
+        out.print(f"[yellow]paused (jobq resume): {', '.join(paused)}[/]")
 
 
 @click.command()

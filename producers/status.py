@@ -17,6 +17,7 @@ from typing import Any
 
 from producers.queues import queue_depths, unacked_count
 from workers.app import app
+from workers.pause import paused_pools
 from workers.pools import POOLS
 from workers.redis_client import get_redis
 
@@ -35,6 +36,7 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
     depths = queue_depths(client, queues)
     workers = collect_workers(timeout=timeout)
     per_queue: dict[str, Any] = {}
+    paused = {POOLS[pool].queue for pool in paused_pools()}
     for queue in queues:
         serving = [w for w in workers if queue in w["queues"]]
         per_queue[queue] = {
@@ -42,6 +44,8 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
             "workers": len(serving),
             "active": sum(w["active"] for w in serving),
             "reserved": sum(w["reserved"] for w in serving),
+            # `jobq pause`: the pool's workers take no new jobs (workers/pause.py).
+            "paused": queue in paused,
         }
     return {
         "queues": per_queue,

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from ops.cli import main
 from producers import submit_many
 from producers.queues import queue_depths, unacked_count
+from producers.status import collect_status
 from workers.app import app
 from workers.pause import is_paused
 from workers.redis_client import get_redis
@@ -50,6 +51,7 @@ def test_pause_stops_consumption_producers_keep_working_resume_restarts_it(worke
     assert paused.exit_code == 0, paused.output
     assert "1 worker(s) stopped consuming" in paused.output
     assert is_paused("io")
+    assert collect_status(timeout=2)["queues"]["io"]["paused"] is True
     assert "io" not in consuming(first.node_name)
     assert consuming(cpu.node_name) == {"cpu"}  # the other pool is untouched
 

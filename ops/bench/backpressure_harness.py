@@ -97,8 +97,19 @@ def save_json(name: str, data: dict[str, Any]) -> Path:
     """Write ``docs/<name>.json`` (with the machine description) and return its path."""
     DOCS.mkdir(exist_ok=True)
     path = DOCS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
+    path.write_text(json.dumps(_finite({"machine": machine(), **data}), indent=2) + "\n")
     return path
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no NaN: a missing sample is written as null.
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def wait_ready(worker: ManagedProcess, timeout: float = 60.0) -> None:

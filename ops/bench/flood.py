@@ -77,6 +77,8 @@ def run(label: str, *, gate: bool, jobs: int, budget: float, log_dir: Path) -> d
             try:
                 rss = process.memory_info().rss / 2**20
             except psutil.NoSuchProcess:
+                rss = 0.0
+            if not rss:  # exited (a zombie reports 0): no sample rather than a false drop
                 rss = float("nan")
             return {
                 "backlog": float(client.llen("io")),
@@ -101,7 +103,10 @@ def run(label: str, *, gate: bool, jobs: int, budget: float, log_dir: Path) -> d
         if gate
         else None,
         "peak_used_memory_mb": round(max(r["used_memory_mb"] for r in rows), 1),
-        "peak_producer_rss_mb": round(max(r["producer_rss_mb"] for r in rows), 1),
+        "peak_producer_rss_mb": round(
+            max(r["producer_rss_mb"] for r in rows if r["producer_rss_mb"] == r["producer_rss_mb"]),
+            1,
+        ),
         "samples": rows,
     }
     print(
