@@ -91,19 +91,21 @@ class QueueFull(Exception):
     """The queue's backlog is at its high-water mark (or Redis is full): jobs were not submitted.
 
     ``submitted`` holds the handles of the jobs that did go in before the gate closed, and
-    ``not_submitted`` how many of the caller's jobs did not (the last ones, in order).
+    ``not_submitted`` how many of the caller's jobs did not (the last ones, in order); ``reason``
+    is the message without that count.
     """
 
     def __init__(
         self,
-        message: str,
+        reason: str,
         *,
         queue: str,
         backlog: int | None = None,
         submitted: Sequence[Any] = (),
         not_submitted: int = 0,
     ) -> None:
-        super().__init__(message)
+        super().__init__(f"{reason}: {not_submitted} job(s) not submitted")
+        self.reason = reason
         self.queue = queue
         self.backlog = backlog
         self.submitted = list(submitted)
@@ -111,7 +113,11 @@ class QueueFull(Exception):
 
 
 class RedisFull(QueueFull):
-    """Redis refused a write: ``maxmemory`` is reached and the policy is ``noeviction``."""
+    """Redis refused a write: ``maxmemory`` is reached and the policy is ``noeviction``.
+
+    The batch that failed is counted as not submitted, though part of it may be in Redis: jobs
+    are never reported as submitted when they may not be.
+    """
 
 
 @dataclass(frozen=True)
@@ -253,8 +259,7 @@ def gated_publish(
             why = "is full" if on_full == "fail" else f"did not drain in {timeout:g}s"
             raise QueueFull(
                 f"queue {gate.queue!r} {why} (backlog {admission.backlog:,}, high-water "
-                f"{gate.marks.high:,}, low-water {gate.marks.low:,}): "
-                f"{len(items) - position} job(s) not submitted",
+                f"{gate.marks.high:,}, low-water {gate.marks.low:,})",
                 queue=gate.queue,
                 backlog=admission.backlog,
                 submitted=handles,
@@ -289,8 +294,7 @@ def redis_full_errors(
             raise
         raise RedisFull(
             "Redis is full (used_memory reached maxmemory, policy noeviction) and refused "
-            f"new jobs for queue {queue!r}: let the workers drain it, or raise maxmemory. "
-            f"{pending} job(s) not confirmed as submitted.",
+            f"new jobs for queue {queue!r}; let the workers drain it, or raise maxmemory",
             queue=queue,
             submitted=submitted,
             not_submitted=pending,

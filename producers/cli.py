@@ -232,7 +232,7 @@ def submit_bulk(
         highlight=False,
     )
     if full is not None:
-        err.print(f"[red]error:[/] {full}", highlight=False)
+        err.print(f"[red]error:[/] {full.reason}", highlight=False)
         sys.exit(EXIT_QUEUE_FULL)
     if refused:
         sys.exit(EXIT_BAD_INPUT)
