@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ops.cli import main
 from producers import submit_many
-from workers.ratelimit import InvalidRate, effective_rate, parse_rate
+from workers.ratelimit import InvalidRate, effective_rate, parse_rate, read_stats
 from workers.timings import read_records
 
 from .waiting import wait_until
@@ -48,6 +48,7 @@ def test_three_io_workers_share_one_20_per_second_limit(workers):
     assert 17.0 <= rate <= 23.0, f"observed {rate:.1f} jobs/s over {span:.1f}s, limit 20/s"
     assert len({r["worker"] for r in records}) == 3, "all three workers should have run jobs"
     assert len(records) == len({h.id for h in handles}) == 130
+    assert read_stats()["io_wait"]["parked"] > 50  # far turns waited in Redis, not in workers
 
 
 def test_a_per_host_key_gives_each_host_its_own_limit(workers, local_site):
@@ -71,6 +72,19 @@ def test_a_per_host_key_gives_each_host_its_own_limit(workers, local_site):
         assert 4.25 <= rate <= 5.75, f"{host}: {rate:.2f} jobs/s over {span:.1f}s, limit 5/s"
     both = observed_rate(hosts["127.0.0.1"] + hosts["localhost"])[0]
     assert both > 8.0, "the two hosts should not share one limit"
+
+
+def test_cpu_jobs_waiting_for_their_turn_are_parked_in_redis_not_in_a_process(workers):
+    # A prefork process waiting for a token could run nothing else; jobq parks such jobs.
+    workers("cpu", concurrency=2)
+    CliRunner().invoke(main, ["limits", "set", "cpu_spin", "5/s"])
+
+    handles = submit_many("cpu_spin", [{"ms": 1}] * 20)
+    records = wait_for_records([h.id for h in handles], timeout=60)
+
+    rate, span = observed_rate([r["finished_at"] for r in records])
+    assert 4.25 <= rate <= 5.75, f"observed {rate:.2f} jobs/s over {span:.1f}s, limit 5/s"
+    assert read_stats()["cpu_spin"]["parked"] >= 15
 
 
 def limits_by_job(runner: CliRunner) -> dict[str, dict]:
