@@ -12,7 +12,7 @@ import socket
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,12 @@ class FlowerRunner:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> str:
+    def start(self, *, hearing: Sequence[str] = ()) -> str:
+        """Start Flower; with ``hearing``, wait until it receives those workers' events.
+
+        Events are Redis pub/sub: whatever is published before Flower's receiver has
+        subscribed never reaches it, and /healthcheck answers before that.
+        """
         argv = jobq_argv("flower", "--port", str(self.port), "--db", str(self.log_dir / "state"))
         env = {**os.environ, "FLOWER_BASIC_AUTH": CREDENTIALS}
         process = spawn(f"flower-{len(self.running)}", argv, env=env, log_dir=self.log_dir)
@@ -80,6 +85,12 @@ class FlowerRunner:
             timeout=60,
             message=f"flower did not start:\n{process.log_tail()}",
         )
+        for node in hearing:
+            wait_until(
+                lambda node=node: _online(self.base, node),
+                timeout=30,
+                message=f"flower heard no heartbeat from {node}:\n{process.log_tail()}",
+            )
         return self.base
 
     def stop(self) -> None:
@@ -95,6 +106,17 @@ def flower(redis_client, tmp_path: Path) -> Iterator[FlowerRunner]:
     runner.stop()
 
 
+def _online(base: str, node: str) -> bool:
+    status, body = get(base + "/metrics", auth=None)
+    if status != 200:
+        return False
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "flower_worker_online" and sample.labels.get("worker") == node:
+                return sample.value == 1
+    return False
+
+
 def _up(url: str) -> bool:
     try:
         return get(url, auth=None)[0] == 200
@@ -105,7 +127,7 @@ def _up(url: str) -> bool:
 def test_flower_with_auth_shows_both_pools_task_counts_queues_and_metrics(flower, workers):
     io_worker = workers("io", concurrency=5)
     cpu_worker = workers("cpu", concurrency=1)
-    base = flower.start()
+    base = flower.start(hearing=[io_worker.node_name, cpu_worker.node_name])
 
     # Without credentials: 401 for the UI and the API. /metrics and /healthcheck are open by
     # Flower's design (shared notes §6), so Prometheus can scrape them.
@@ -157,18 +179,18 @@ def test_flower_with_auth_shows_both_pools_task_counts_queues_and_metrics(flower
 
 
 def test_flower_keeps_its_history_across_a_restart(flower, workers):
-    workers("io", concurrency=5)
-    base = flower.start()
+    io_worker = workers("io", concurrency=5)
+    base = flower.start(hearing=[io_worker.node_name])
     handles = submit_many("io_wait", [{"ms": 1}] * 5)
     ids = {h.id for h in handles}
-    wait_until(
-        lambda: (
-            set(get_json(base + "/api/tasks")) == ids
-            and all(t["state"] == "SUCCESS" for t in get_json(base + "/api/tasks").values())
-        ),
-        timeout=30,
-        message="flower did not see the jobs finish",
-    )
+
+    def states() -> dict[str, str]:
+        return {tid: t["state"] for tid, t in get_json(base + "/api/tasks").items()}
+
+    try:
+        wait_until(lambda: states() == dict.fromkeys(ids, "SUCCESS"), timeout=30)
+    except BaseException:
+        raise AssertionError(f"flower saw {states()}") from None
 
     # TERM makes Flower save its state file; a new Flower on the same file shows the history.
     flower.stop()
