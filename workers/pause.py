@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+from celery.bootsteps import RUN
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from celery.worker.control import control_command
 
@@ -118,6 +119,9 @@ def _broadcast(command: str, queue: str, timeout: float) -> list[str]:
 
 # The queues this worker was started for (-Q), remembered before a pause can deselect them.
 _own_queues: set[str] = set()
+# The queues this worker stopped because of a jobq pause: resume gives back only these, so a
+# consumer cancelled some other way (celery control cancel_consumer, a shutdown) stays cancelled.
+_paused_here: set[str] = set()
 _consumer: Any = None
 
 
@@ -141,6 +145,7 @@ def _drop_paused_queues_at_start(instance: Any = None, **_: Any) -> None:
     for queue in sorted(paused & _own_queues):
         log.warning("pool of queue %r is paused (jobq resume): not consuming it", queue)
         queues.deselect(queue)
+        _paused_here.add(queue)
 
 
 def _consuming(consumer: Any, queue: str) -> bool:
@@ -152,9 +157,13 @@ def _apply(consumer: Any, queue: str, paused: bool) -> None:
     """Make ``consumer`` stop or start consuming ``queue`` (in its own event loop)."""
     if queue not in _own_queues or getattr(consumer, "task_consumer", None) is None:
         return  # not ours, or the consumer is (re)connecting: the reconciler comes back later
+    if getattr(consumer.blueprint, "state", RUN) != RUN:
+        return  # shutting down: never start consuming again
     if paused and _consuming(consumer, queue):
+        _paused_here.add(queue)
         consumer.call_soon(consumer.cancel_task_queue, queue)
-    elif not paused and not _consuming(consumer, queue):
+    elif not paused and queue in _paused_here and not _consuming(consumer, queue):
+        _paused_here.discard(queue)
         consumer.call_soon(consumer.add_task_queue, queue)
 
 
