@@ -82,6 +82,8 @@ def measure_batch(
         "jobs_s": done / elapsed if elapsed > 0 else float("nan"),
         "cpu_ms_per_job": meter.cpu_seconds * 1000 / done if done else float("nan"),
         "rss_mb": meter.rss_peak / 1e6,
+        # How much CPU the workers got: on a shared machine, less than the cores they could use.
+        "cores_used": meter.cpu_seconds / elapsed if elapsed > 0 else float("nan"),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "failed": float(len(tap.failed)),

@@ -60,6 +60,7 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         metrics=[
             Metric("jobs_s", "jobs/s", 1),
             Metric("cpu_ms_per_job", "worker CPU ms/job", 1),
+            Metric("cores_used", "worker cores used", 2),
             Metric("rss_mb", "worker RSS MB"),
         ],
         reference="solo",

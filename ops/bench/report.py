@@ -159,10 +159,12 @@ def draw_chart(result: dict[str, Any], path: Path) -> None:
         ]
         ax.barh(range(len(rows)), medians, xerr=[lows, highs], color=colors, capsize=3)
         ax.set_yticks(range(len(rows)), labels)
-        for index, value in enumerate(medians):
+        for index, (value, row) in enumerate(zip(medians, rows, strict=True)):
+            # Beside the whisker, so the label never sits on the error bar.
+            at = max(value, row["stats"][key]["max"])
             ax.annotate(
                 f" {value:,.0f}" if value >= 10 else f" {value:,.2f}",
-                (value, index),
+                (at, index),
                 va="center",
                 fontsize=8,
             )
