@@ -1,6 +1,6 @@
 """The parts every benchmark scenario shares: a private Redis, workers, and what we measure.
 
-A scenario runs in its own process (see :mod:`ops.bench.__main__`): :func:`private_redis`
+A scenario runs in its own process (see :mod:`ops.bench.runner`): :func:`private_redis`
 points ``REDIS_URL`` at a fresh redis-server *before* the Celery app is imported. Workers are
 real processes — ``jobq worker`` for jobq's pools, plain ``celery -A … worker`` for baselines.
 Completion is observed from the outside, the way Flower sees it: :class:`EventTap` subscribes
@@ -15,7 +15,7 @@ Example::
         with EventTap(server) as tap, Meter(workers.pids()) as meter:
             ids = publish("io_wait", "io", [{"ms": 0}] * 1000)
             tap.wait(ids, timeout=60)
-        print(meter.cpu_seconds, tap.latencies(ids))
+        print(meter.cpu_seconds, max(tap.finished_at(ids)))
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -318,14 +317,6 @@ class Meter:
         self._thread.join(timeout=5)
         self.rss_peak = max(self.rss_peak, self._rss_now())
         self.cpu_seconds = self._cpu_now() - self._start
-
-
-@dataclass
-class Measurement:
-    """One setup, one run: the numbers a table row is made of."""
-
-    setup: str
-    values: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
