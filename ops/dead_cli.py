@@ -64,7 +64,10 @@ def list_command(limit: int, reason: str | None, as_json: bool) -> None:
         for entry in entries:
             print(json.dumps({k: v for k, v in entry.items() if k != "traceback"}))
         return
-    table = Table("id", "when (UTC)", "job", "queue", "reason", "error", title="dead letters")
+    table = Table(title="dead letters")
+    table.add_column("id", overflow="fold")  # whole, even if folded: `show`/`retry` need it
+    for column in ("when (UTC)", "job", "queue", "reason", "error"):
+        table.add_column(column)
     for entry in entries:
         table.add_row(
             entry["id"],
