@@ -41,10 +41,13 @@ from celery.utils.nodenames import host_format
 from ops.leftovers import record_processes, stop_leftovers
 from ops.processes import ManagedProcess, WorkerProcess, jobq_argv, spawn, start_worker
 from ops.redis_server import RedisServer, start_redis
-from workers.pools import POOLS
+from workers.pools import POOLS, io_process_count
 from workers.settings import get_settings, redact_url
 
-DEFAULT_SCALE = "io=1,cpu=1"
+# One gevent process per core: a gevent worker is one Python process, so its CPU per job caps it
+# at one core long before its greenlets run out (issue 6, docs/benchmarks.md). One prefork worker
+# already has a child per core.
+DEFAULT_SCALE = "io=auto,cpu=1"
 MAX_PROCESSES_PER_POOL = 64
 FLOWER_USER = "admin"
 
@@ -54,7 +57,8 @@ class StackError(RuntimeError):
 
 
 def parse_scale(text: str) -> dict[str, int]:
-    """``"io=2,cpu=3"`` → ``{"io": 2, "cpu": 3}``; a pool left out keeps one process.
+    """``"io=2,cpu=3"`` → ``{"io": 2, "cpu": 3}``; ``io=auto`` is one I/O process per core
+    (``JOBQ_IO_PROCESSES`` overrides it); a pool left out keeps one process.
 
     >>> parse_scale("cpu=3")
     {'io': 1, 'cpu': 3}
@@ -65,6 +69,8 @@ def parse_scale(text: str) -> dict[str, int]:
         pool = pool.strip()
         if not sep or pool not in POOLS:
             raise ValueError(f"{part!r}: expected POOL=N with POOL one of {', '.join(POOLS)}")
+        if pool == "io" and raw.strip() == "auto":
+            raw = str(io_process_count(get_settings()))
         try:
             count = int(raw)
         except ValueError:

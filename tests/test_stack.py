@@ -30,7 +30,9 @@ from ops.leftovers import record_processes, still_running, stop_leftovers
 from ops.redis_server import INSTALL_HINT, free_port
 from ops.stack import parse_scale
 from tests.waiting import wait_until
+from workers.pools import io_process_count
 from workers.registry import get_job
+from workers.settings import get_settings
 
 ROW_OF_KIND = {"io": "io", "cpu": "cpu", "pipeline": "pipelines"}
 
@@ -127,7 +129,8 @@ def test_up_demo_runs_every_job_on_its_pool_then_stops_leaving_no_process(tmp_pa
     args = ["--demo", "--exit-after-demo", "--demo-jobs", str(jobs), "--data-dir", str(data_dir)]
     args += ["--flower-port", str(free_port()), "--scale", "io=1,cpu=1"]
 
-    with jobq_up(*args, env=up_env()) as (process, descendants):
+    # The default scale: one gevent process per core (JOBQ_IO_PROCESSES pins "per core" to 2).
+    with jobq_up(*args, env=up_env(JOBQ_IO_PROCESSES="2")) as (process, descendants):
         output, _ = process.communicate(timeout=150)
 
     assert process.returncode == 0, output
@@ -159,7 +162,8 @@ def test_up_serves_status_and_flower_until_sigterm_then_exits_cleanly(tmp_path):
     flower_port = free_port()
     args = ["--data-dir", str(data_dir), "--flower-port", str(flower_port)]
 
-    with jobq_up(*args, env=up_env()) as (process, descendants):
+    # The default scale: one gevent process per core (JOBQ_IO_PROCESSES pins "per core" to 2).
+    with jobq_up(*args, env=up_env(JOBQ_IO_PROCESSES="2")) as (process, descendants):
         env_path = data_dir / "env"
         wait_until(
             lambda: env_path.exists() or process.poll() is not None,
@@ -179,7 +183,7 @@ def test_up_serves_status_and_flower_until_sigterm_then_exits_cleanly(tmp_path):
             check=True,
         )
         pools = sorted(w["pool"] for w in json.loads(status.stdout)["workers"])
-        assert pools == ["gevent", "prefork"]
+        assert pools == ["gevent", "gevent", "prefork"]
 
         http = urllib3.PoolManager(retries=False, timeout=10)
         url = f"http://127.0.0.1:{flower_port}/"
@@ -279,6 +283,7 @@ def test_wall_time_and_empty_pools():
 def test_parse_scale():
     assert parse_scale("io=2,cpu=3") == {"io": 2, "cpu": 3}
     assert parse_scale("cpu=4") == {"io": 1, "cpu": 4}
+    assert parse_scale("io=auto,cpu=1") == {"io": io_process_count(get_settings()), "cpu": 1}
     for bad in ("gpu=1", "io=0", "io", "io=x"):
         with pytest.raises(ValueError, match=re.escape(bad)):
             parse_scale(bad)
