@@ -30,8 +30,10 @@ BEGIN = "BEGIN jobq settings"
 END = "END jobq settings"
 BEGIN_LINE = f"# {BEGIN}: generated from workers/settings.py by `python -m ops.compose_env`"
 END_LINE = f"# {END}"
-# Settings that compose sets itself rather than passing through from .env.
-COMPOSE_OWNED = {"redis_url"}
+# Settings not passed through from .env: redis_url is built by compose from the password;
+# fault_jobs must never be on in a deployment; in compose, WORKER_IO_REPLICAS does what
+# io_processes does for `jobq up`.
+COMPOSE_OWNED = {"redis_url", "fault_jobs", "io_processes"}
 _FIELD_LINE = re.compile(r"^    (\w+)\s*:[^=]+=")
 
 

@@ -45,6 +45,21 @@ def flower_argv(
     return [*argv, *extra]
 
 
+GUARDED_FLOWER_OPTIONS = frozenset(
+    {"--address", "--port", "--unix_socket", "--basic_auth", "--basic-auth", "--auth"}
+)
+
+
+def valid_basic_auth(credentials: str) -> bool:
+    """Every ``user:password`` pair of a Flower basic-auth list has both parts.
+
+    >>> valid_basic_auth("admin:s3cret"), valid_basic_auth("admin:"), valid_basic_auth(":")
+    (True, False, False)
+    """
+    pairs = [pair.partition(":") for pair in credentials.split(",")]
+    return all(user and sep and password for user, sep, password in pairs)
+
+
 def is_loopback(address: str) -> bool:
     """True for 127.0.0.0/8, ::1 and localhost."""
     if address == "localhost":
@@ -75,7 +90,13 @@ def flower_command(
             )
         if not is_loopback(address):
             raise click.UsageError(f"--no-auth is allowed on 127.0.0.1 only, not on {address}")
-    elif ":" not in credentials and not has_oauth:
-        raise click.UsageError("FLOWER_BASIC_AUTH must look like user:password")
+    elif credentials and not valid_basic_auth(credentials):
+        raise click.UsageError(
+            "FLOWER_BASIC_AUTH must look like user:password[,user:password…], each part non-empty"
+        )
+    overriding = [a for a in flower_args if a.split("=", 1)[0] in GUARDED_FLOWER_OPTIONS]
+    if overriding:
+        # Passed through, these would bypass the checks above (e.g. --no-auth, then --address).
+        raise click.UsageError(f"set {', '.join(overriding)} with jobq flower's own options")
     argv = flower_argv(address=address, port=port, persistent_db=persistent_db, extra=flower_args)
     os.execv(argv[0], argv)

@@ -6,6 +6,7 @@ Real I/O jobs need a real server to talk to, and this machine may reach nothing 
 - ``/delay/<ms>``: answers after ``ms`` milliseconds, like a slow API
 - ``/bytes/<n>``: ``n`` bytes, to exercise size caps
 - ``/status/<code>``: an empty response with that status
+- ``/redirect/<n>``: a 302 to ``/page/<n>``
 
 Example::
 
@@ -67,6 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"x" * arg, "application/octet-stream")
         elif kind == "status":
             self._send(arg, b"")
+        elif kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"/page/{arg}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._send(404, b"not found\n")
 

@@ -130,12 +130,14 @@ def start_worker(
     concurrency: int | str | None = None,
     env: dict[str, str] | None = None,
     log_dir: Path | None = None,
-    loglevel: str = "INFO",
+    loglevel: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> WorkerProcess:
     """Start ``jobq worker POOL`` as its own process; call ``wait_ready`` before relying on it."""
     node_name = node_name or f"{pool}-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}"
-    args = ["worker", pool, "--name", node_name, "--loglevel", loglevel]
+    args = ["worker", pool, "--name", node_name]
+    if loglevel:  # otherwise the worker's own JOBQ_LOG_LEVEL applies
+        args += ["--loglevel", loglevel]
     if concurrency is not None:
         args += ["--concurrency", str(concurrency)]
     argv = jobq_argv(*args, *extra)

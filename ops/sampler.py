@@ -43,8 +43,6 @@ SAMPLES_KEY = "jobq:samples"
 REDIS_SAMPLES_LIMIT = 10_000
 SAMPLES_TTL = 86_400
 WINDOW_S = 60.0
-# Where the dead-letter store lives unless settings say otherwise (workers/deadletter.py).
-DEFAULT_DEAD_LETTER_KEY = "jobq:dead"
 
 
 def default_queues() -> list[str]:
@@ -92,7 +90,7 @@ def unacked_by_queue(client: redis.Redis, queues: Sequence[str]) -> dict[str, in
 
 def dead_letter_count(client: redis.Redis) -> int:
     """Entries in the dead-letter store (0 when there is none yet)."""
-    key = getattr(get_settings(), "dead_letter_key", DEFAULT_DEAD_LETTER_KEY)
+    key = get_settings().dead_letter_key
     try:
         return int(client.hlen(key))
     except redis.ResponseError:  # the key holds another type: not the store we know
@@ -100,15 +98,8 @@ def dead_letter_count(client: redis.Redis) -> int:
 
 
 def rate_limit_stats(client: redis.Redis) -> dict[str, dict[str, float]]:
-    """Per job: runs that waited for a rate-limit turn, seconds waited, jobs parked in Redis.
-
-    Read from the counters workers/ratelimit.py keeps (``jobq:ratelimit:stats``).
-    """
-    stats: dict[str, dict[str, float]] = {}
-    for field_name, value in client.hgetall(ratelimit.STATS_KEY).items():
-        job, _, name = field_name.rpartition(":")
-        stats.setdefault(job, {})[name] = float(value)
-    return stats
+    """Per job: runs that waited for a rate-limit turn, seconds waited, jobs parked in Redis."""
+    return ratelimit.read_stats(client)
 
 
 def parked_by_queue(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:

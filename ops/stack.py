@@ -90,13 +90,13 @@ def point_this_process_at(url: str) -> None:
     Redis it will start, so the cached settings and client are dropped and the app reconfigured.
     Nothing has connected yet at this point, so no stale connection survives.
     """
-    from workers.app import app
+    from workers.app import app, redis_conf
     from workers.redis_client import get_redis
 
     os.environ["REDIS_URL"] = url
     get_settings.cache_clear()
     get_redis.cache_clear()
-    app.conf.update(broker_url=url, result_backend=url)
+    app.conf.update(**redis_conf(url))
 
 
 def port_is_free(port: int) -> bool:

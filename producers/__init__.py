@@ -2,13 +2,30 @@
 
 Example::
 
-    from producers import submit
-    print(submit("io_wait", ms=100).get(timeout=10))
+    from producers import QueueFull, correlation, submit
+
+    with correlation("order-17"):
+        handle = submit("fetch_and_analyze", url="http://127.0.0.1:8000/page/1", key="order-17")
+    print(handle.get(timeout=30)["words"])
 """
 
+from producers.backpressure import QueueFull, RedisFull
 from producers.handle import JobHandle
+from producers.idempotency import IdempotencyConflict
 from producers.submit import submit, submit_many, validate
+from workers.logcontext import correlation
 from workers.registry import UnknownJob
 from workers.schema import InvalidArguments
 
-__all__ = ["InvalidArguments", "JobHandle", "UnknownJob", "submit", "submit_many", "validate"]
+__all__ = [
+    "IdempotencyConflict",
+    "InvalidArguments",
+    "JobHandle",
+    "QueueFull",
+    "RedisFull",
+    "UnknownJob",
+    "correlation",
+    "submit",
+    "submit_many",
+    "validate",
+]

@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar
 import redis
 
 from producers.queues import queue_lists
+from workers.ratelimit import DELAYED_PREFIX  # parked rate-limited jobs count as backlog
 from workers.redis_client import get_redis
 from workers.settings import Settings, get_settings
 
@@ -50,8 +51,6 @@ OnFull = Literal["wait", "fail"]
 T = TypeVar("T")
 
 GATE_PREFIX = "jobq:gate:"
-# Rate-limited jobs waiting for their turn (workers/ratelimit.py) still count as backlog.
-DELAYED_PREFIX = "jobq:delayed:"
 # A producer that dies between reserving room and publishing frees it after this long.
 RESERVATION_LEASE_MS = 30_000
 # Polling while the gate is closed: start fast (workers may drain quickly), back off to this.
@@ -200,8 +199,8 @@ class AdmissionGate:
         # producers can overshoot the mark by at most one job each.
         token = uuid.uuid4().hex if wanted > 1 else ""
         args = [self.marks.high, self.marks.low, wanted, token, RESERVATION_LEASE_MS]
-        with redis_full_errors(self.queue):
-            granted, backlog, closed = self._script(keys=self._keys, args=args)
+        # A full Redis raises here; the caller turns that into RedisFull with its counts.
+        granted, backlog, closed = self._script(keys=self._keys, args=args)
         return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
 
     def release(self, admission: Admission) -> None:
@@ -244,7 +243,9 @@ def gated_publish(
     poll = 0.02
     while position < len(items):
         wanted = min(batch_size, len(items) - position)
-        admission = gate.try_admit(wanted)
+        # Redis full at the check itself: report the batches already sent, not zero.
+        with redis_full_errors(gate.queue, handles, len(items) - position):
+            admission = gate.try_admit(wanted)
         if admission.granted:
             try:
                 with redis_full_errors(gate.queue, handles, len(items) - position):

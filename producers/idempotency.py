@@ -2,7 +2,8 @@
 
 Delivery is at least once, and producers retry too (a timeout after Redis accepted the job
 looks like a failure). A key makes the *submission* safe to repeat: the first submit with a
-key claims ``jobq:idem:<job>:<key>`` in Redis (``SET NX EX window``) and enqueues; any later
+key claims ``jobq:idem:<job>:<key>`` in Redis (``SET NX``, a short-lived claim) and enqueues,
+then records the job id there for the window; any later
 submit of the same job with the same key, within ``JOBQ_IDEMPOTENCY_WINDOW`` seconds, returns a
 handle on the job already enqueued and sends nothing. If the first enqueue fails, its claim is
 released, so a retry can succeed. Keys are per job name. The key guards the submission only:
@@ -30,6 +31,9 @@ PREFIX = "jobq:idem:"
 PENDING = "pending:"
 # How long a second submitter waits for the first one's enqueue to finish.
 PENDING_WAIT_S = 10.0
+# A claim outlives the longest a live first submitter can take (waiting at the admission gate
+# included), and no more.
+CLAIM_MARGIN_S = 30
 
 # Delete the claim only if it is still ours (another submitter may hold it after expiry).
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
@@ -52,18 +56,22 @@ def submit_once(
     """
     client = get_redis()
     redis_key = idempotency_key(job, key)
-    window = get_settings().idempotency_window
+    settings = get_settings()
+    window = settings.idempotency_window
+    claim_ttl = int(settings.gate_timeout) + CLAIM_MARGIN_S
     deadline = time.monotonic() + PENDING_WAIT_S
     while True:
         token = PENDING + uuid.uuid4().hex
-        if client.set(redis_key, token, nx=True, ex=window):
+        # The claim is short-lived: a submitter that dies between claiming and enqueueing must
+        # not block the key for the whole window.
+        if client.set(redis_key, token, nx=True, ex=claim_ttl):
             try:
                 handle = enqueue()
             except BaseException:
                 client.eval(_RELEASE, 1, redis_key, token)
                 raise
-            # Keep the claim's expiry: the window runs from the first submit.
-            client.set(redis_key, handle.id, xx=True, keepttl=True)
+            # The window runs from this (the first) successful submit.
+            client.set(redis_key, handle.id, ex=window)
             return handle, True
         existing = client.get(redis_key)
         if existing and not existing.startswith(PENDING):

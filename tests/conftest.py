@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="jobq-test-redis-"))
     _server = start_redis(data_dir=data_dir)
     os.environ["REDIS_URL"] = _server.url
+    # The fault-injection jobs (crash a process, write a file) exist only where this is set.
+    os.environ["JOBQ_FAULT_JOBS"] = "1"
     # Quieter workers in tests, and short time limits so a stuck job cannot stall the suite.
     os.environ.setdefault("JOBQ_LOG_LEVEL", "INFO")
 

@@ -51,3 +51,12 @@ def test_fetch_url_refuses_a_body_over_its_size_cap(workers, local_site):
     handle = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024)
     with pytest.raises(Exception, match="max_bytes"):
         handle.get(timeout=30)
+
+
+def test_fetch_url_follows_redirects_to_the_page(workers, local_site):
+    workers("io", concurrency=5)
+
+    result = submit("fetch_url", url=local_site.url("/redirect/3")).get(timeout=30)
+
+    assert result["status"] == 200
+    assert result["sha256"] == hashlib.sha256(prose(3, 2000).encode()).hexdigest()

@@ -38,3 +38,16 @@ def test_no_auth_is_refused_on_a_public_address() -> None:
     done = flower("--address", "0.0.0.0", "--no-auth")
     assert done.returncode != 0
     assert "127.0.0.1 only" in done.stderr
+
+
+@pytest.mark.parametrize("credentials", ["admin", "admin:", ":secret", "a:b,c:"])
+def test_basic_auth_with_an_empty_user_or_password_is_refused(credentials: str) -> None:
+    done = flower("--address", "0.0.0.0", FLOWER_BASIC_AUTH=credentials)
+    assert done.returncode != 0
+    assert "each part non-empty" in " ".join(done.stderr.split())
+
+
+def test_passed_through_options_cannot_override_the_address() -> None:
+    done = flower("--no-auth", "--", "--address=0.0.0.0")
+    assert done.returncode != 0
+    assert "--address=0.0.0.0 with jobq flower's own options" in " ".join(done.stderr.split())

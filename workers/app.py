@@ -22,11 +22,29 @@ from workers.pools import POOLS
 from workers.settings import get_settings
 
 
+def redis_conf(url: str) -> dict[str, Any]:
+    """The Celery settings that follow from the Redis URL: broker, result backend, TLS.
+
+    One place, used by :func:`create_app` and by ``jobq up`` when it re-points a running
+    process at the Redis it started.
+    """
+    # rediss:// means TLS with a verified certificate (kombu alone would not verify it).
+    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if url.startswith("rediss") else None
+    return {
+        "broker_url": url,
+        # Celery's Redis backend, each result written in one atomic round trip instead of a GET
+        # then SET+PUBLISH (workers/resultstore.py): result writes fell from 17% to 12% of a
+        # gevent worker's samples on no-op jobs (py-spy, docs/benchmarks.md).
+        "result_backend": f"workers.resultstore:AtomicRedisBackend+{url}",
+        "broker_use_ssl": tls,
+        "redis_backend_use_ssl": tls,
+    }
+
+
 def create_app() -> Celery:
     """Build the Celery app from the current settings."""
     settings = get_settings()
     celery_app = Celery("jobq", include=["workers.jobs"])
-    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if settings.redis_url.startswith("rediss") else None
     socket_options = {
         # Every Redis call has a bound: a half-open connection must not hang a worker forever.
         "socket_timeout": 30,
@@ -35,11 +53,7 @@ def create_app() -> Celery:
         "retry_on_timeout": True,
     }
     celery_app.conf.update(
-        broker_url=settings.redis_url,
-        # Celery's Redis backend, each result written in one atomic round trip instead of a GET
-        # then SET+PUBLISH (workers/resultstore.py): result writes fell from 17% to 12% of a
-        # gevent worker's samples on no-op jobs (py-spy, docs/benchmarks.md).
-        result_backend=f"workers.resultstore:AtomicRedisBackend+{settings.redis_url}",
+        **redis_conf(settings.redis_url),
         # JSON only: pickle in a queue is remote code execution.
         task_serializer="json",
         result_serializer="json",
@@ -97,9 +111,6 @@ def create_app() -> Celery:
         # a queue item that is not even a kombu envelope must not stop the worker.
         worker_consumer="workers.rejection:RejectingConsumer",
         broker_transport="workers.rejection:GuardedRedisTransport",
-        # rediss:// means TLS with a verified certificate (kombu alone would not verify it).
-        broker_use_ssl=tls,
-        redis_backend_use_ssl=tls,
     )
     return celery_app
 

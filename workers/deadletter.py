@@ -152,7 +152,9 @@ def retry_dead(entry_id: str) -> str:
         raise NotRetryable(f"{entry_id}: {exc}") from None
     if spec.queue is None:
         raise NotRetryable(f"{entry_id}: {job} is a pipeline; submit it again instead")
-    result = app.send_task(spec.name, kwargs=checked, queue=spec.queue)
+    # Positional arguments are a pipeline step's input (the previous step's result): keep them.
+    args = entry.get("args") or []
+    result = app.send_task(spec.name, args=args, kwargs=checked, queue=spec.queue)
     remove_dead([entry_id])
     return str(result.id)
 

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,6 +64,7 @@ OFF = "off"
 LIMITS_REFRESH_SECONDS = 1.0
 # How often each worker's mover looks for parked jobs whose turn has come.
 MOVER_INTERVAL = 0.05
+MOVER_IDLE_MAX = 1.0
 # A mover that takes jobs but dies before publishing them gives them back after this long.
 MOVER_LEASE_SECONDS = 30
 MOVER_BATCH = 200
@@ -187,10 +189,10 @@ def read_overrides() -> dict[str, str]:
     return dict(get_redis().hgetall(LIMITS_KEY))
 
 
-def read_stats() -> dict[str, dict[str, float]]:
+def read_stats(client: Any = None) -> dict[str, dict[str, float]]:
     """Per job: how many runs waited for their turn, for how long in all, how many were parked."""
     stats: dict[str, dict[str, float]] = {}
-    for field, value in get_redis().hgetall(STATS_KEY).items():
+    for field, value in (client or get_redis()).hgetall(STATS_KEY).items():
         job, _, name = field.rpartition(":")
         stats.setdefault(job, {})[name] = float(value)
     return stats
@@ -291,7 +293,7 @@ def move_due_jobs(queues: list[str], *, limit: int = MOVER_BATCH) -> int:
     from workers.app import app
 
     client = get_redis()
-    take = client.register_script(_TAKE_DUE)
+    take = _take_due_script(client)
     moved = 0
     for queue in queues:
         members = take(keys=[DELAYED_PREFIX + queue], args=[limit, MOVER_LEASE_SECONDS])
@@ -307,6 +309,27 @@ def move_due_jobs(queues: list[str], *, limit: int = MOVER_BATCH) -> int:
     return moved
 
 
+@lru_cache(maxsize=4)
+def _take_due_script(client: Any) -> Any:
+    return client.register_script(_TAKE_DUE)
+
+
+def seconds_until_next_due(queues: list[str]) -> float | None:
+    """How long until the earliest parked job of ``queues`` is due; None when none is parked.
+
+    Scores are Redis clock times (the Lua scripts read ``TIME``), so compare with Redis's clock.
+    """
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.time()
+    for queue in queues:
+        pipe.zrange(DELAYED_PREFIX + queue, 0, 0, withscores=True)
+    (seconds, micros), *firsts = pipe.execute()
+    scores = [first[0][1] for first in firsts if first]
+    if not scores:
+        return None
+    return max(0.0, min(scores) - (seconds + micros / 1_000_000))
+
+
 class _Mover(threading.Thread):
     """Every worker runs one: parked jobs go back to their queue as soon as their turn comes."""
 
@@ -318,12 +341,17 @@ class _Mover(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                moved = move_due_jobs(self.queues)
+                if move_due_jobs(self.queues):
+                    continue
+                # Nothing due: sleep until the next parked job is, at most MOVER_IDLE_MAX, so an
+                # idle worker polls once a second instead of 20 times. A job parked meanwhile may
+                # run up to that late; the limit itself is never exceeded.
+                due_in = seconds_until_next_due(self.queues)
+                wait = MOVER_IDLE_MAX if due_in is None else min(MOVER_IDLE_MAX, due_in)
             except Exception:  # Redis restarting: keep trying, the jobs are safe in the set
                 log.warning("rate-limit mover: Redis unavailable", exc_info=True)
-                moved = 0
-            if not moved:
-                self.stopping.wait(MOVER_INTERVAL)
+                wait = MOVER_IDLE_MAX
+            self.stopping.wait(max(MOVER_INTERVAL, wait))
 
 
 _mover: _Mover | None = None

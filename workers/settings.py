@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     fetch_timeout: float = Field(default=10.0, gt=0)
 
+    # Register the fault-injection jobs (workers/jobs/faulty.py: crash a process, write a file…)
+    # for the test suite and `jobq faults` only. Never in production: anyone who can enqueue
+    # could otherwise kill workers or write files as the worker's user.
+    fault_jobs: bool = False
+
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     # --- Back pressure and rate limits (issue 3): producers/backpressure.py, ratelimit.py ---

@@ -71,7 +71,13 @@ class Lab:
         cls, data_dir: Path, *, env: dict[str, str] | None = None, **redis_options: Any
     ) -> Lab:
         server = start_redis(data_dir=data_dir / "redis", **redis_options)
-        worker_env = {**os.environ, **FAST_LEASE, **(env or {}), "REDIS_URL": server.url}
+        worker_env = {
+            **os.environ,
+            **FAST_LEASE,
+            **(env or {}),
+            "REDIS_URL": server.url,
+            "JOBQ_FAULT_JOBS": "1",  # the lab's victims are the fault-injection jobs
+        }
         return cls(redis=server, log_dir=data_dir / "logs", env=worker_env)
 
     def __enter__(self) -> Lab:

@@ -22,13 +22,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
-from ops.faults import scenarios
-from ops.faults.lab import Lab
-from ops.faults.scenarios import FaultResult
+if TYPE_CHECKING:
+    from ops.faults.lab import Lab
+    from ops.faults.scenarios import FaultResult
+
+
+def _scenarios() -> ModuleType:
+    # Imported when a scenario runs, not when `jobq` starts: the lab registers the
+    # fault-injection jobs (crash a process, write a file), which no other command may carry.
+    from ops.faults import scenarios
+
+    return scenarios
+
 
 PRODUCTION_LEASE = {
     "JOBQ_VISIBILITY_TIMEOUT": "30",
@@ -42,50 +53,55 @@ err = Console(stderr=True)
 
 # name -> (lab options, scenario)
 SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
-    "child-sigkill": ({}, lambda lab, _: scenarios.child_sigkill(lab)),
+    "child-sigkill": ({}, lambda lab, _: _scenarios().child_sigkill(lab)),
     "worker-sigkill-io": (
         {"env": PRODUCTION_LEASE},
-        lambda lab, _: scenarios.worker_sigkill(lab, "io"),
+        lambda lab, _: _scenarios().worker_sigkill(lab, "io"),
     ),
     "worker-sigkill-cpu": (
         {"env": PRODUCTION_LEASE},
-        lambda lab, _: scenarios.worker_sigkill(lab, "cpu"),
+        lambda lab, _: _scenarios().worker_sigkill(lab, "cpu"),
     ),
     "long-jobs-io": (
         {"env": SCALED_LEASE},
-        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "io", lease_s=5, n=4),
+        lambda lab, _: _scenarios().long_jobs_on_live_workers(lab, "io", lease_s=5, n=4),
     ),
     "long-jobs-cpu": (
         {"env": SCALED_LEASE},
-        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "cpu", lease_s=5, n=1),
+        lambda lab, _: _scenarios().long_jobs_on_live_workers(lab, "cpu", lease_s=5, n=1),
     ),
     "long-jobs-io-no-renewal": (
         {"env": SCALED_LEASE},
-        lambda lab, _: scenarios.long_jobs_on_live_workers(lab, "io", lease_s=5, n=4, renew=False),
+        lambda lab, _: _scenarios().long_jobs_on_live_workers(
+            lab, "io", lease_s=5, n=4, renew=False
+        ),
     ),
-    "sigterm-io": ({}, lambda lab, _: scenarios.sigterm(lab, "io")),
-    "sigterm-cpu": ({}, lambda lab, _: scenarios.sigterm(lab, "cpu")),
-    "poison-prefork": ({}, lambda lab, _: scenarios.poison_prefork(lab)),
-    "poison-gevent": ({}, lambda lab, _: scenarios.poison_gevent(lab)),
+    "sigterm-io": ({}, lambda lab, _: _scenarios().sigterm(lab, "io")),
+    "sigterm-cpu": ({}, lambda lab, _: _scenarios().sigterm(lab, "cpu")),
+    "poison-prefork": ({}, lambda lab, _: _scenarios().poison_prefork(lab)),
+    "poison-gevent": ({}, lambda lab, _: _scenarios().poison_gevent(lab)),
     "redis-sigkill-always": (
         {"extra": {"appendfsync": "always"}},
-        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=True),
+        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=True),
     ),
     "redis-sigterm-everysec": (
         {"extra": {"appendfsync": "everysec"}},
-        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=False),
+        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=False),
     ),
     "redis-sigkill-everysec": (
         {"extra": {"appendfsync": "everysec"}},
-        lambda lab, _: scenarios.redis_restart(lab, n=1000, crash=True),
+        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=True),
     ),
-    "producer-outage": ({}, lambda lab, _: scenarios.producer_outage(lab)),
-    "bad-messages": ({}, lambda lab, tmp: scenarios.bad_messages(lab, str(tmp))),
-    "idempotent-submits": ({}, lambda lab, _: scenarios.idempotent_submits(lab)),
+    "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
+    "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
+    "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
 }
 
 
 def run(names: list[str]) -> list[FaultResult]:
+    from ops.faults.lab import Lab
+    from ops.faults.scenarios import FaultResult, Tally
+
     results = []
     for name in names:
         options, scenario = SCENARIOS[name]
@@ -96,7 +112,7 @@ def run(names: list[str]) -> list[FaultResult]:
             try:
                 result = scenario(lab, Path(tmp))
             except Exception as exc:  # a scenario that breaks is a row too, marked failed
-                result = FaultResult(name, scenarios.Tally(0, 0, 0, 0), None, repr(exc), False)
+                result = FaultResult(name, Tally(0, 0, 0, 0), None, repr(exc), False)
             finally:
                 lab.close()
         err.print(

@@ -39,7 +39,12 @@ def _http() -> urllib3.PoolManager:
     # Keep-alive connections are reused across jobs: connecting costs more CPU than the request.
     # block=False: past maxsize, extra connections are opened and then dropped, never waited for.
     return urllib3.PoolManager(
-        num_pools=64, maxsize=get_settings().io_concurrency, block=False, retries=False
+        num_pools=64,
+        maxsize=get_settings().io_concurrency,
+        block=False,
+        # Follow up to 5 redirects, retry nothing else: retries of the job are Celery's business
+        # (retries=False would also stop urllib3 from following redirects).
+        retries=urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0),
     )
 
 
