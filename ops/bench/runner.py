@@ -46,7 +46,20 @@ def run_one(name: str, *, rounds: int, tiny: bool, result_path: Path) -> None:
     started = time.monotonic()
     info = machine()
     with private_redis(name) as server:
-        result = module.run(server, rounds=rounds, tiny=tiny, log_dir=log_dir)
+        # Imported here: the sampler's Redis client must see this scenario's REDIS_URL.
+        from ops.report import charted_run
+
+        result: dict | None = None
+        chart = result_path.with_name(f"{name}-report")
+        try:
+            # Backlog next to service time over the whole scenario (jobq report), beside the
+            # scenario's own comparison chart.
+            with charted_run(chart, title=f"jobq bench: {name}"):
+                result = module.run(server, rounds=rounds, tiny=tiny, log_dir=log_dir)
+        except ValueError as exc:  # a run too short to sample is still a result
+            if result is None:
+                raise
+            click.echo(f"no backlog chart for {name}: {exc}", err=True)
     result["seconds"] = round(time.monotonic() - started, 1)
     result["tiny"] = tiny
     result["machine"] = info
