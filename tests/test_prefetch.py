@@ -62,10 +62,14 @@ def test_unacked_never_exceeds_concurrency_times_multiplier_with_10000_queued(wo
     assert samples > 100
     assert 0 < peak["io"] <= bound["io"], f"io worker held {peak['io']} > {bound['io']}"
     assert 0 < peak["cpu"] <= bound["cpu"], f"cpu worker held {peak['cpu']} > {bound['cpu']}"
-    # `jobq status` shows the same thing per worker: what it runs and what it holds in reserve.
+    # `jobq status` shows the same per worker: what it runs and what it holds in reserve. Active
+    # and reserved come from two separate broadcasts (jobs finish in between), so each is held
+    # to its own bound; the sum's bound is the broker-side check above.
+    concurrency = {"gevent": 4, "prefork": 2}
     for worker in collect_workers(timeout=2):
         pool_bound = bound["io" if worker["pool"] == "gevent" else "cpu"]
-        assert worker["active"] + worker["reserved"] <= pool_bound
+        assert worker["active"] <= concurrency[worker["pool"]]
+        assert worker["reserved"] <= pool_bound
     purge("io", "cpu")  # the workers need not work through the backlog
 
 
