@@ -17,34 +17,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ops.processes import ManagedProcess
-from ops.redis_server import RedisServer, start_redis
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-@contextmanager
-def private_redis(tag: str, **options: Any) -> Iterator[RedisServer]:
-    """A fresh redis-server for one run; ``REDIS_URL`` points at it while the block runs."""
-    server = start_redis(data_dir=Path(tempfile.mkdtemp(prefix=f"jobq-bench-{tag}-")), **options)
-    previous = os.environ.get("REDIS_URL")
-    os.environ["REDIS_URL"] = server.url
-    try:
-        yield server
-    finally:
-        server.stop()
-        if previous is None:
-            os.environ.pop("REDIS_URL", None)
-        else:
-            os.environ["REDIS_URL"] = previous
 
 
 class Sampler(threading.Thread):

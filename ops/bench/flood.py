@@ -29,7 +29,8 @@ from typing import Any
 
 import psutil
 
-from ops.bench.backpressure_harness import DOCS, Sampler, private_redis, save_json, wait_ready
+from ops.bench.backpressure_harness import DOCS, Sampler, save_json, wait_ready
+from ops.bench.harness import private_redis
 from ops.processes import start_worker
 
 BATCH = 1000

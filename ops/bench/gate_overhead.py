@@ -22,7 +22,8 @@ import statistics
 import time
 from typing import Any
 
-from ops.bench.backpressure_harness import private_redis, save_json
+from ops.bench.backpressure_harness import save_json
+from ops.bench.harness import private_redis
 
 
 def set_gate(on: bool) -> None:

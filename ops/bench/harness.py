@@ -43,14 +43,14 @@ DONE_EVENTS = ("task-succeeded", "task-failed")
 
 
 @contextlib.contextmanager
-def private_redis(tag: str) -> Iterator[RedisServer]:
+def private_redis(tag: str, **options: Any) -> Iterator[RedisServer]:
     """A redis-server for this scenario only; ``REDIS_URL`` points at it while the block runs.
 
     The append-only file stays on (``everysec``), as in production: its cost is part of the
     picture. Must be entered before ``workers.app`` is imported in this process.
     """
     data_dir = Path(tempfile.mkdtemp(prefix=f"jobq-bench-{tag}-"))
-    server = start_redis(data_dir=data_dir)
+    server = start_redis(data_dir=data_dir, **options)  # options: e.g. maxmemory=
     previous = os.environ.get("REDIS_URL")
     os.environ["REDIS_URL"] = server.url
     try:

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.bench.backpressure_harness import DOCS, Sampler, private_redis, save_json, wait_ready
+from ops.bench.backpressure_harness import DOCS, Sampler, save_json, wait_ready
+from ops.bench.harness import private_redis
 from ops.processes import ManagedProcess, spawn, start_worker
 from ops.redis_server import RedisServer
 from workers.ratelimit import parse_rate
