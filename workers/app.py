@@ -110,7 +110,9 @@ def create_app() -> Celery:
         # Undecodable, foreign, unknown and invalid messages are dead-lettered, not dropped;
         # a queue item that is not even a kombu envelope must not stop the worker.
         worker_consumer="workers.rejection:RejectingConsumer",
-        broker_transport="workers.rejection:GuardedRedisTransport",
+        # kombu's Redis transport with batched fetch and acks, and refusing non-envelopes
+        # (workers/transport.py).
+        broker_transport="workers.transport:RedisTransport",
     )
     return celery_app
 
@@ -129,10 +131,11 @@ def _share_result_backend_in_workers(conf: Any = None, **_: Any) -> None:
 
 # Imported for their side effects (signal handlers, worker bootsteps):
 # - deadletter, lease: dead letters for terminal failures, lease renewal (issue 4);
-# - fastpath: per-job work batched or skipped by default: events batched on gevent, no per-job
-#   INFO lines (issue 6; measured in docs/benchmarks.md);
+# - fastpath, groupcommit: per-job work batched or skipped by default: events, results,
+#   records and acks batched on gevent, no per-job INFO lines (issue 6; docs/benchmarks.md);
 # - timings: job timing records.
 import workers.deadletter  # noqa: E402
 import workers.fastpath  # noqa: E402
+import workers.groupcommit  # noqa: E402
 import workers.lease  # noqa: E402
 import workers.timings  # noqa: E402, F401

@@ -136,23 +136,27 @@ class GuardedChannel(redis_transport.Channel):
     """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them."""
 
     def _brpop_read(self, **options: Any) -> bool:
-        # Mirrors kombu 5.7.0 Channel._brpop_read; only the decoding of the item differs.
+        # Mirrors kombu 5.7.0 Channel._brpop_read; the popped item is handed to _deliver_popped.
         try:
             try:
                 dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if dest__item:
-                dest, item = dest__item
-                dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
-                self._queue_cycle.rotate(dest)
-                self.connection._deliver(decode_envelope(self, item, dest), dest)
-                return True
-            raise Empty()
+            if not dest__item:
+                raise Empty()
+            key, item = dest__item
+            dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+        self._deliver_popped(dest, item)
+        return True
+
+    def _deliver_popped(self, dest: str, item: bytes) -> None:
+        """Deliver an item BRPOP took from queue ``dest``; only the decoding differs from kombu."""
+        self.connection._deliver(decode_envelope(self, item, dest), dest)
 
 
 class GuardedRedisTransport(redis_transport.Transport):

@@ -23,6 +23,8 @@ from celery.backends.redis import RedisBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
+from workers import groupcommit
+
 # KEYS[1] = result key; ARGV = encoded meta, expiry seconds (0 = none). Returns 0 when a
 # SUCCESS is already stored (left as is, as Celery does), 1 when written and published.
 _STORE = """
@@ -69,6 +71,13 @@ class AtomicRedisBackend(RedisBackend):
         return result
 
     def _store_atomically(self, key: bytes | str, value: str | bytes, expires: int) -> None:
+        commit = groupcommit.active()
+        if commit is not None:
+            # gevent worker: sent with this batch's other results, records and acks
+            # (workers/groupcommit.py). EVAL, not EVALSHA: a pipeline would first ask the
+            # server whether the script exists, one more round trip per batch.
+            commit.write(lambda pipe: pipe.eval(_STORE, 1, key, value, expires))
+            return
         script = self.__dict__.get("_jobq_store_script")
         if script is None:
             script = self.__dict__["_jobq_store_script"] = self.client.register_script(_STORE)

@@ -23,7 +23,7 @@ from typing import Any
 from celery import Task
 from celery.signals import before_task_publish, task_postrun, task_prerun
 
-from workers import jobstats
+from workers import groupcommit, jobstats
 from workers.logcontext import correlation_of
 from workers.redis_client import get_redis
 from workers.settings import get_settings
@@ -71,12 +71,23 @@ def _write_record(
         "correlation_id": correlation_of(request),
     }
     key = RECORD_PREFIX + task_id
-    try:
-        pipe = get_redis().pipeline(transaction=False)
+    expires = get_settings().result_expires
+
+    def write(pipe: Any) -> None:
         pipe.hset(key, mapping=record)
-        pipe.expire(key, get_settings().result_expires)
+        pipe.expire(key, expires)
         # Histograms, counters and the recent window for `jobq top` and `jobq exporter`.
         jobstats.add_job(pipe, record)
+
+    commit = groupcommit.active()
+    if commit is not None:
+        # gevent worker: in the same transaction as this job's result (workers/groupcommit.py),
+        # so whoever sees the result also finds the record.
+        commit.write(write)
+        return
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        write(pipe)
         pipe.execute()
     except Exception:  # a missing record must never fail the job that already ran
         log.warning("could not write the job record for %s", task_id, exc_info=True)
