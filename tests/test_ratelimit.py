@@ -121,3 +121,34 @@ def test_rates_parse_and_a_run_time_limit_overrides_the_declared_one():
     assert effective_rate("20/s", "5/s").text == "5/s"
     assert effective_rate("20/s", "off") is None
     assert effective_rate(None, None) is None
+
+
+def test_run_time_limits_are_read_once_however_many_jobs_ask_at_the_same_moment(monkeypatch):
+    import gevent
+    import gevent.lock
+
+    from workers import ratelimit
+
+    reads: list[int] = []
+
+    def slow_read() -> dict[str, str]:
+        reads.append(1)
+        gevent.sleep(0.05)  # a Redis round trip, during which other greenlets run
+        return {"fetch_url": "5/s"}
+
+    monkeypatch.setattr(ratelimit, "read_overrides", slow_read)
+    cache = ratelimit._LimitCache()
+    cache._refreshing = gevent.lock.Semaphore()  # what monkey-patching makes of threading.Lock
+    jobs = [gevent.spawn(cache.get, "fetch_url") for _ in range(100)]
+    gevent.joinall(jobs)
+
+    assert len(reads) == 1  # not one HGETALL (and connection) per job in flight
+    # Before the first read no job runs unlimited: they all waited for it.
+    assert [job.value for job in jobs] == ["5/s"] * 100
+
+    # Later refreshes: one job reads, the others go on with the last values meanwhile.
+    cache._read_at = float("-1e9")
+    jobs = [gevent.spawn(cache.get, "fetch_url") for _ in range(100)]
+    gevent.joinall(jobs)
+    assert len(reads) == 2
+    assert [job.value for job in jobs] == ["5/s"] * 100
