@@ -60,3 +60,21 @@ def test_fetch_url_follows_redirects_to_the_page(workers, local_site):
 
     assert result["status"] == 200
     assert result["sha256"] == hashlib.sha256(prose(3, 2000).encode()).hexdigest()
+
+
+def test_fetch_url_gives_up_after_its_timeout(workers, local_site):
+    workers("io", concurrency=5)
+
+    handle = submit("fetch_url", url=local_site.url("/delay/5000"), timeout=0.5)
+    with pytest.raises(Exception, match=r"no complete response in 0\.5 s"):
+        handle.get(timeout=30)
+
+
+def test_download_follows_redirects_and_caps_bodies_outside_a_worker_too(local_site):
+    from workers.jobs.http import ResponseTooLarge, download
+
+    status, body, _ = download(local_site.url("/redirect/3"), timeout=10, max_bytes=10**6)
+    assert status == 200
+    assert body == prose(3, 2000).encode()
+    with pytest.raises(ResponseTooLarge):
+        download(local_site.url("/bytes/5000"), timeout=10, max_bytes=1000)
