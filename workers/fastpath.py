@@ -14,6 +14,11 @@ remove without changing what anyone sees:
   of jobs per second they are most of a worker's log volume and a visible share of its CPU.
   Failures (ERROR) and the worker's own lifecycle lines still log; so do the job's own log
   lines. ``JOBQ_LOG_EACH_JOB=true`` brings the per-job lines (and Celery's retry lines) back.
+* **A cheap repr of small results.** Celery renders every return value with its pure-Python
+  ``saferepr`` for the ``task-succeeded`` event (what Flower shows as the result): ~100 µs for
+  a ten-field dict, 5–8% of an I/O job's worker CPU. For flat results of plain values whose
+  ``repr`` is short and identical to ``saferepr``'s, :func:`fast_saferepr` uses the built-in
+  ``repr`` (~4 µs); anything else still goes to Celery's.
 
 Example::
 
@@ -25,8 +30,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import celery.app.trace
 from celery import bootsteps
 from celery.signals import after_setup_logger
+from celery.utils.saferepr import saferepr
 
 from workers.app import app
 from workers.settings import get_settings
@@ -34,6 +41,8 @@ from workers.settings import get_settings
 # Events per batch and the longest an event waits: Flower is at most 50 ms behind.
 BUFFER_LIMIT = 64
 FLUSH_DELAY = 0.05
+# Scalars whose repr is their saferepr; strings only when printable without quotes or escapes.
+_PLAIN_SCALARS = (int, float, bool, type(None))
 # Celery's per-job INFO lines come from these two loggers only.
 PER_JOB_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
@@ -84,3 +93,36 @@ def _quiet_per_job_lines(**_: Any) -> None:
             logger = logging.getLogger(name)
             if logger.getEffectiveLevel() <= logging.INFO:
                 logger.setLevel(logging.WARNING)
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, str):
+        return "'" not in value and "\\" not in value and value.isprintable()
+    return isinstance(value, _PLAIN_SCALARS)
+
+
+def fast_saferepr(value: Any, maxlen: int | None = None, *args: Any, **kwargs: Any) -> str:
+    """Celery's ``saferepr``, with the built-in ``repr`` for small flat results of plain values.
+
+    >>> fast_saferepr({"status": 200, "url": "http://127.0.0.1/"}, 1024)
+    "{'status': 200, 'url': 'http://127.0.0.1/'}"
+    """
+    if maxlen and not args and not kwargs:
+        flat = (
+            _plain(value)
+            or (
+                isinstance(value, dict)
+                and len(value) <= 64
+                and all(isinstance(k, str) and _plain(k) and _plain(v) for k, v in value.items())
+            )
+            or (isinstance(value, list) and len(value) <= 64 and all(map(_plain, value)))
+        )
+        if flat:
+            text = repr(value)
+            if len(text) <= maxlen:
+                return text
+    return saferepr(value, maxlen, *args, **kwargs)
+
+
+# The tracer looks the name up in its module at every call.
+celery.app.trace.saferepr = fast_saferepr
