@@ -12,11 +12,17 @@ Example::
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import redis
+import redis.utils
 
 from workers.settings import get_settings
+
+# redis-py reads its own version from the package metadata for every new connection object
+# (0.7 ms: a scan of sys.path); a gevent worker ramping up to its concurrency opens hundreds.
+# The version cannot change while the process runs.
+redis.utils.get_lib_version = cache(redis.utils.get_lib_version)
 
 
 @lru_cache(maxsize=1)

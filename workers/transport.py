@@ -18,6 +18,9 @@ changes how many round trips they take:
   a few round trips; kombu's synchronous poller then waits on an idle socket until its 2 s
   timeout even though jobs finished meanwhile. The QoS wakes the poller (a self-pipe) as soon
   as an ack reopens the window. Event-loop workers (prefork) re-check on every loop tick.
+* **One client object per channel.** kombu builds a new redis-py client for every publish and
+  ack; building one copies ~300 response callbacks (~0.4 ms). The channel keeps one, on the
+  same connection pool.
 * **Refused envelopes.** Items that are not kombu envelopes are refused as in
   :class:`~workers.rejection.GuardedChannel`; the script leaves them unrecorded and the
   consumer dead-letters them.
@@ -35,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kombu.transport import redis as redis_transport
@@ -189,6 +193,16 @@ class BatchedChannel(GuardedChannel):
         self._no_ack_queues: set[str] = set()
         super().__init__(*args, **kwargs)
 
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        # kombu builds a new redis-py client object for every publish and ack (~0.4 ms each:
+        # it copies ~300 response callbacks); one per channel, on the same pool, does the same.
+        if client is None:
+            client = self.__dict__.get("_jobq_client")
+            if client is None:
+                client = self.__dict__["_jobq_client"] = self._create_client()
+        yield client
+
     def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
         # Consumers with no_ack (Celery's control replies, for one) never ack: their messages
         # must not be recorded as unacked, or a lease sweep would deliver them again.
@@ -246,10 +260,8 @@ class BatchedChannel(GuardedChannel):
     def _fetch_script(self) -> Any:
         script = self.__dict__.get("_jobq_fetch_script")
         if script is None:
-            # One client object for the channel's life: kombu builds a new one per call.
-            script = self.__dict__["_jobq_fetch_script"] = self._create_client().register_script(
-                _FETCH
-            )
+            with self.conn_or_acquire() as client:
+                script = self.__dict__["_jobq_fetch_script"] = client.register_script(_FETCH)
         return script
 
 
