@@ -1,13 +1,13 @@
-"""Where a worker's CPU goes per job: py-spy on a worker running no-op jobs, events on.
+"""Where a worker's CPU goes per job: py-spy on a worker running no-op or HTTP jobs, events on.
 
-Samples one worker process while it drains a batch of no-op jobs, folds the stacks into the
+Samples one worker process while it drains a batch of jobs, folds the stacks into the
 functions with the most samples (self and inclusive) and writes them as markdown
 (``docs/bench/profile.md``), which the benchmark report appends. Needs ``py-spy``
 (``pip install py-spy``); it is a measuring tool, not a dependency of jobq.
 
 Example::
 
-    $ python -m ops.bench.profile            # jobq's gevent I/O worker and Celery's defaults
+    $ python -m ops.bench.profile    # jobq's gevent I/O worker (no-op, fetch_url), Celery's defaults
 """
 
 from __future__ import annotations
@@ -22,27 +22,44 @@ import time
 from pathlib import Path
 
 from ops.bench.batch import Job, measure_batch
+from ops.bench.delay_server import serve_delay
 from ops.bench.harness import Workers, private_redis
 from ops.redis_server import RedisServer
 
 JOBS = 3000
+KINDS = (
+    ("jobq-io", "jobq gevent I/O worker, no-op jobs"),
+    ("jobq-fetch", "jobq gevent I/O worker, fetch_url (100 ms local server)"),
+    ("celery", "Celery defaults, prefork, no-op jobs"),
+)
 
 
 # Where per-job CPU goes, by what the worker is doing: a sample counts for a bucket when any
 # frame of its stack starts with one of the bucket's function names.
 BUCKETS = {
-    "receive and dispatch a message": ("MultiChannelPoller.get ", "Channel._brpop_read "),
-    "unacked bookkeeping on delivery (ZADD+HSET)": ("QoS.append ",),
-    "acknowledge (HDEL+ZREM)": ("QoS.ack ",),
-    "task events (publish)": ("EventDispatcher.send ", "EventDispatcher.flush "),
-    "result write (workers/resultstore.py)": ("Backend.store_result ",),
-    "jobq job record + stats (workers/timings.py)": ("_write_record ",),
+    "receive: BRPOP and dispatch to the pool": (
+        "MultiChannelPoller.get ",
+        "Channel._brpop_read ",
+        "GuardedChannel._brpop_read ",
+    ),
+    "kombu's unacked bookkeeping per delivery (ZADD+HSET)": ("QoS.append ",),
+    "jobq's batched fetch (one Lua call: pop + bookkeeping)": (
+        "BatchedChannel._record_and_fetch_more ",
+    ),
+    "acknowledge, one at a time (HDEL+ZREM)": ("QoS.ack ",),
+    "task events (build, buffer, publish)": ("EventDispatcher.send ", "EventDispatcher.flush "),
+    "result: build and store or queue": ("Backend.store_result ",),
+    "job record + stats: build and store or queue": ("_write_record ",),
+    "group commit: results, records and acks sent per batch": ("GroupCommit.flush ",),
     "per-job log lines": ("Logger._log ",),
-    "argument validation (JobTask)": ("JobTask.__call__ ",),
-    "the job body itself": ("io_wait ", "cpu_spin "),
+    "argument validation and limits (JobTask)": ("JobTask.__call__ ",),
+    "the job body itself": ("io_wait ", "cpu_spin ", "fetch_url "),
     "kombu: a new redis client per call": ("Channel._create_client ",),
-    "socket send (all Redis commands)": ("SocketMixin.send ", "AbstractConnection.send_packed"),
+    "socket send (Redis and HTTP)": ("SocketMixin.send ", "AbstractConnection.send_packed"),
 }
+# Threads that only wait (the time-limit watchdog, gevent's idle resolver threads): py-spy
+# cannot tell their sleeps from work under gevent, so their samples are left out.
+IDLE_FRAMES = ("acquire_with_timeout ", "_start_watchdog.<locals>.watch ")
 
 
 def fold(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tuple[float, str]]]:
@@ -53,7 +70,7 @@ def fold(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tuple[
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames or not count.isdigit():
+        if not frames or not count.isdigit() or any(f.startswith(IDLE_FRAMES) for f in frames):
             continue
         total += int(count)
         own[frames[-1]] += int(count)
@@ -69,9 +86,9 @@ def fold(raw: Path, top: int) -> tuple[int, list[tuple[float, str]], list[tuple[
 
 
 def profile_worker(
-    server: RedisServer, kind: str, spy: str, log_dir: Path
+    server: RedisServer, kind: str, spy: str, log_dir: Path, url: str
 ) -> tuple[dict[str, float], Path]:
-    """Run ``kind`` ("jobq-io" or "celery") on no-op jobs under py-spy; (measurement, raw)."""
+    """Run ``kind`` (see KINDS) under py-spy; return (measurement, raw py-spy output)."""
     raw = Path(tempfile.mkdtemp(prefix="jobq-profile-")) / f"{kind}.txt"
     with Workers(log_dir, server) as workers:
         if kind == "celery":
@@ -79,6 +96,9 @@ def profile_worker(
                 "ops.bench.baseline_app", pool="prefork", concurrency=2, queues=["cpu"]
             )
             job = Job("cpu_spin", "cpu", {"ms": 0, "probe_name": None})
+        elif kind == "jobq-fetch":
+            worker = workers.jobq("io")
+            job = Job("fetch_url", "io", {"url": url, "timeout": 10.0, "max_bytes": 10**6})
         else:
             worker = workers.jobq("io")
             job = Job("io_wait", "io", {"ms": 0, "probe_name": None})
@@ -100,9 +120,11 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="jobq-profile-logs-"))
     sections = ["## Profile: where a worker's CPU goes per no-op job (py-spy)", ""]
     sections.append(INTRO)
-    kinds = (("jobq-io", "jobq gevent I/O worker"), ("celery", "Celery defaults, prefork"))
-    with private_redis("profile") as server:
-        measured = [(title, *profile_worker(server, kind, spy, log_dir)) for kind, title in kinds]
+    with private_redis("profile") as server, serve_delay(100) as site:
+        measured = [
+            (title, *profile_worker(server, kind, spy, log_dir, f"{site}/100"))
+            for kind, title in KINDS
+        ]
     for title, values, raw in measured:
         total, own, buckets = fold(raw, 10)
         sections += [
