@@ -7,7 +7,7 @@ functions with the most samples (self and inclusive) and writes them as markdown
 
 Example::
 
-    $ python -m ops.bench.profile    # jobq's gevent I/O worker (no-op, fetch_url), Celery's defaults
+    $ python -m ops.bench.profile    # jobq's I/O worker (no-op, fetch_url), Celery's defaults
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> None:
         raise SystemExit("py-spy is needed: pip install py-spy")
     out = Path(__file__).resolve().parents[2] / "docs" / "bench" / "profile.md"
     log_dir = Path(tempfile.mkdtemp(prefix="jobq-profile-logs-"))
-    sections = ["## Profile: where a worker's CPU goes per no-op job (py-spy)", ""]
+    sections = ["## Profile: where a worker's CPU goes per job (py-spy)", ""]
     sections.append(INTRO)
     with private_redis("profile") as server, serve_delay(100) as site:
         measured = [
@@ -148,33 +148,40 @@ def main() -> None:
 
 
 INTRO = """\
-Measured with `python -m ops.bench.profile` (py-spy, 200 Hz, one worker, 3 000 no-op jobs,
-events on). What the first profile of jobq's gevent worker showed, and what changed:
+Measured with `python -m ops.bench.profile` (py-spy, 200 Hz, one worker, 3 000 jobs, events
+on). py-spy's self-time shares are skewed under gevent (time spent switching greenlets lands on
+whatever frame switched), so every change below was kept only if CPU per job measured with
+psutil fell too. What the profiles showed, in the order the costs were removed:
 
-* **Redis round trips are the cost, one at a time per job.** Sending on a socket
-  (`SocketMixin.send`) was the top self-time entry (~26–29%). Per job the worker did: BRPOP,
-  kombu's unacked bookkeeping (ZADD+HSET), three task events (received, started, succeeded:
-  one PUBLISH each), the STARTED result (GET + SET/PUBLISH), the SUCCESS result (GET +
-  SET/PUBLISH), jobq's job record (HSET/EXPIRE + stats) and the ack (HDEL/ZREM). kombu also
-  builds a new redis-py client object per publish/ack (`Redis.__init__`, ~4–7%).
-* **Events: 22% of the worker's samples** before the change. Celery buffers task events into
-  `task.multi` batches only for pools with an event loop (prefork); gevent sent each event on
-  its own. `workers/fastpath.py` gives gevent workers the same buffering (≤ 64 events,
-  ≤ 50 ms late): events fell to ~4%.
-* **`task_track_started`: ~15%** (a GET and a SET+PUBLISH per job for a STARTED state nobody
-  in jobq reads; Flower gets `task-started` from events). Now off.
-* **Per-job INFO lines** ("received", "succeeded in"): a few % plus log volume; now off by
-  default (`JOBQ_LOG_EACH_JOB=true` restores them).
-* Together: 5.2–6.3 → 2.2–2.5 ms of worker CPU per no-op job on the gevent worker
-  (same machine, same hour).
-* **The result write: 17% → 12%.** Celery reads the stored result (GET) before writing one
-  (SET+PUBLISH), so a late duplicate never overwrites a SUCCESS: two round trips.
-  `workers/resultstore.py` does the same check and write in one Lua call (atomic, too).
-* What remains is Celery/kombu's own per-job round trips (receive, unacked bookkeeping, ack:
-  over half of the samples), the result write and jobq's job record (~12%, kept: `jobq show`,
-  `jobq top` and the demo summary read it). Fire-and-forget jobs (`ignore_result`, see the
-  overhead table) skip the result write. Batching the job records like the events would cut
-  another ~10%, but readers would then see a finished job's record up to 50 ms late.
+* **Redis round trips, one at a time per job.** Per job a gevent worker did: BRPOP, kombu's
+  unacked bookkeeping (ZADD+HSET), three task events (one PUBLISH each), the STARTED result
+  (GET + SET/PUBLISH), the SUCCESS result (GET + SET/PUBLISH), jobq's job record and the ack
+  (HDEL/ZREM). First round: events buffered into `task.multi` batches as Celery already does
+  for prefork (22% → 4% of samples); `task_track_started` off (~15%); no per-job INFO lines;
+  the result check and write in one Lua call (17% → 12%). 5.2–6.3 → 2.2–2.5 ms per no-op job.
+* **Second round: batches instead of round trips.** `workers/transport.py` records the message
+  BRPOP returned and pops up to 32 more in one Lua call (kombu's keys and format);
+  `workers/groupcommit.py` sends each event-loop turn's results and records as one transaction,
+  then their acks. Receive + bookkeeping + ack had been over half of the samples; now the whole
+  batch, results and records included, is ~15%.
+* **A consumer asleep with work waiting.** With batched fetch the prefetch window fills in a
+  few round trips; kombu's synchronous poller then slept until its 2 s timeout although jobs
+  had finished (throughput fell to ~110 jobs/s in the first try). A self-pipe now wakes it when
+  an ack reopens the window.
+* **Costs inside the libraries.** Python command packing in redis-py (about 55 arguments a
+  job): hiredis does it in C, 3× faster. kombu built a new redis-py client object for every
+  publish and ack (~0.4 ms: it copies ~300 response callbacks): one per channel now.
+  redis-py scanned the package metadata for its own version at every new connection (0.7 ms,
+  hundreds while a worker ramps up to its concurrency): read once now. Celery's pure-Python
+  `saferepr` of each result for the `task-succeeded` event (~100 µs): the built-in `repr` for
+  small flat results, which gives the same text.
+* **Costs of jobq's own.** Every job re-read the run-time rate limits when the one-second cache
+  expired, all hundred at once (9%): one reader now. `fetch_url` moved from urllib3
+  (0.80 ms of CPU per request) to geventhttpclient (0.32 ms).
+* **What remains** is Celery's own per-job path (message handler, request, tracer, signals,
+  three events per job: ~35 µs each to build, buffer and publish) and the HTTP request itself.
+  On this 2-core machine the workers share the CPU with Redis (~0.2 ms per job), the local
+  HTTP server (~0.1 ms) and the benchmark's own producer and event listener.
 """
 
 
