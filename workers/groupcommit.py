@@ -113,7 +113,10 @@ class GroupCommit:
     def _run(self) -> None:
         import gevent
 
-        while not self._stopping:
+        me = gevent.getcurrent()
+        # A flusher that outlived stop()'s join (Redis down mid-batch) ends after its batch
+        # instead of running beside the next one.
+        while not self._stopping and self._flusher is me:
             self._wake.wait()
             self._wake.clear()
             # Let every greenlet that is ready run first: their writes join this batch.
@@ -150,7 +153,12 @@ class GroupCommit:
             # Sent or given up, these deliveries leave the prefetch window either way: a window
             # that never reopened would stop the worker for good.
             for qos, tags in _by_qos(acks):
-                qos.release(tags)
+                try:
+                    qos.release(tags)
+                except Exception:  # a channel closed meanwhile: nothing left to free there
+                    log.warning(
+                        "group commit: could not release %d ack(s)", len(tags), exc_info=True
+                    )
 
     def _send_writes(self, writes: list[Write]) -> None:
         pipe = self.client.pipeline(transaction=True)

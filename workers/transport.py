@@ -116,12 +116,18 @@ class BatchedQoS(redis_transport.QoS):
             was_full = not self.can_consume()
             super().ack(delivery_tag)
             if was_full:
-                self.channel.connection.cycle.wake()
+                self._wake_consumer()
             return
         # The Redis side goes with the batch, which then calls release(): until then the
         # delivery still counts against the prefetch window, so the window bounds what the
         # broker shows as unacked, exactly as with kombu's immediate acks.
         commit.ack(self, delivery_tag)
+
+    def _wake_consumer(self) -> None:
+        transport = getattr(self.channel, "connection", None)  # None once the channel closed
+        cycle = getattr(transport, "cycle", None)
+        if isinstance(cycle, WakeablePoller):
+            cycle.wake()
 
     def release(self, delivery_tags: list[str]) -> None:
         """Forget acknowledged deliveries (their Redis side is done or given up): slots free."""
@@ -129,7 +135,7 @@ class BatchedQoS(redis_transport.QoS):
         for tag in delivery_tags:
             virtual.QoS.ack(self, tag)
         if was_full:
-            self.channel.connection.cycle.wake()
+            self._wake_consumer()
 
 
 class WakeablePoller(redis_transport.MultiChannelPoller):
