@@ -112,3 +112,21 @@ def test_poison_job_killing_the_whole_gevent_worker_is_stopped_by_the_delivery_l
         reasons = [entry["reason"] for entry in running.dead_letters()]
     assert result.tally.notes["poison_executions"] == 3, result  # N + 1
     assert reasons == ["delivery_limit"], result
+
+
+def test_the_store_keeps_the_newest_dead_letters_up_to_its_cap(redis_client, monkeypatch):
+    from workers.deadletter import count_dead, dead_letter
+    from workers.settings import get_settings
+
+    monkeypatch.setenv("JOBQ_DEAD_LETTER_MAX", "5")
+    get_settings.cache_clear()
+    try:
+        ids = [dead_letter({"reason": "malformed", "dead_at": 1000.0 + n}) for n in range(8)]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+    # A flood cannot fill Redis: the 3 oldest went, the 5 newest stay, index and data alike.
+    assert [entry["id"] for entry in list_dead(limit=50)] == ids[:2:-1]
+    assert count_dead() == 5
+    assert redis_client.zcard("jobq:dead:index") == 5

@@ -4,7 +4,9 @@ A job ends up here when it raised an error that is not a declared transient one,
 retries, hit its hard time limit, kept killing its worker process, or had arguments that fail
 its schema. A message that could not be a job at all (pickle, not JSON, no task header, unknown
 job name) is kept here too, with its raw body, instead of being dropped (workers/rejection.py).
-Nothing here ever expires on its own: ``jobq dead purge`` removes entries.
+Nothing here expires with time: ``jobq dead purge`` removes entries. The store is capped at
+``JOBQ_DEAD_LETTER_MAX`` entries (100 000): past it the oldest are dropped, so a flood of bad
+messages cannot fill Redis.
 
 Storage: one Redis hash ``jobq:dead`` (id -> JSON entry) and a sorted set ``jobq:dead:index``
 (id by time), so listing is ordered and ``show``/``retry`` by id are O(1).
@@ -53,6 +55,26 @@ REASONS = {
 }
 
 
+# Store one entry and, past the cap, drop the oldest (in chunks: Lua's unpack has a limit).
+# KEYS: data hash, index; ARGV: id, entry, time, cap (0 = none). Returns how many were dropped.
+_STORE = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local cap = tonumber(ARGV[4])
+if cap <= 0 then return 0 end
+local excess = redis.call('ZCARD', KEYS[2]) - cap
+local dropped = 0
+while excess > 0 do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, math.min(excess, 1000) - 1)
+  redis.call('HDEL', KEYS[1], unpack(oldest))
+  redis.call('ZREM', KEYS[2], unpack(oldest))
+  dropped = dropped + #oldest
+  excess = excess - #oldest
+end
+return dropped
+"""
+
+
 class DeadLetterNotFound(LookupError):
     """No dead letter with that id."""
 
@@ -74,11 +96,14 @@ def dead_letter(entry: dict[str, Any]) -> str:
     if isinstance(body, str) and len(body) > MAX_BODY_CHARS:
         entry["body"] = body[:MAX_BODY_CHARS] + "…(truncated)"
     data_key, index_key = _keys()
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.hset(data_key, entry["id"], json.dumps(entry, default=repr))
-    pipe.zadd(index_key, {entry["id"]: entry["dead_at"]})
-    pipe.execute()
+    limit = get_settings().dead_letter_max
+    dropped = get_redis().eval(
+        _STORE, 2, data_key, index_key, entry["id"], json.dumps(entry, default=repr),
+        entry["dead_at"], limit,
+    )  # fmt: skip
     log.error("dead-lettered %s (%s): %s", entry["id"], entry["reason"], entry.get("error", ""))
+    if dropped:
+        log.warning("dead-letter store full (%d): dropped the %d oldest", limit, dropped)
     return str(entry["id"])
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     restore_interval: int = Field(default=5, ge=1)
     # Where terminal failures and rejected messages are kept (a hash plus an index by time).
     dead_letter_key: str = "jobq:dead"
+    # At most this many dead letters are kept; past it the oldest go (0 = no cap). A flood of
+    # poison or foreign messages must not fill Redis, which refuses writes when full.
+    dead_letter_max: int = Field(default=100_000, ge=0)
     # Declared transient errors (retry_on=...) retry up to this many times, with exponential
     # backoff capped at retry_backoff_max seconds, plus full jitter.
     transient_max_retries: int = Field(default=5, ge=0)
