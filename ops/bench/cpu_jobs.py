@@ -21,9 +21,7 @@ from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
-    run_rounds,
-    smoke_subset,
-    summarize_scenario,
+    run_scenario,
 )
 from ops.redis_server import RedisServer
 
@@ -68,7 +66,6 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         size=f"{size['jobs']} jobs per run, each run bounded to {size['max_seconds']:.0f} s",
         chart={"metric": "jobs_s", "ylabel": "50 ms CPU jobs/s (higher is better)"},
     )
-    chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
 
     def measure(setup: Setup, _round: int) -> dict[str, float]:
         with Workers(log_dir, server) as workers:
@@ -76,4 +73,4 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
             jobs = [Job("cpu_spin", "cpu", {"ms": 50, "probe_name": None})] * size["jobs"]
             return measure_batch(server, workers, jobs, size["max_seconds"])
 
-    return summarize_scenario(spec, chosen, run_rounds(chosen, rounds, measure))
+    return run_scenario(spec, setups(), rounds, measure, tiny=tiny)

@@ -23,9 +23,7 @@ from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
-    run_rounds,
-    smoke_subset,
-    summarize_scenario,
+    run_scenario,
 )
 from ops.redis_server import RedisServer
 
@@ -103,7 +101,6 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         ),
         chart={"metric": "jobs_s", "ylabel": "100 ms HTTP jobs/s (higher is better)"},
     )
-    chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
     with serve_delay(int(DELAY_S * 1000)) as url:
         _, kwargs = validate("fetch_url", {"url": f"{url}/100", "timeout": 10})
 
@@ -118,5 +115,4 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
             values["kb_per_slot"] = values["rss_mb"] * 1000 / slots
             return values
 
-        samples = run_rounds(chosen, rounds, measure)
-    return summarize_scenario(spec, chosen, samples)
+        return run_scenario(spec, setups(), rounds, measure, tiny=tiny)

@@ -24,9 +24,7 @@ from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
-    run_rounds,
-    smoke_subset,
-    summarize_scenario,
+    run_scenario,
 )
 from ops.redis_server import RedisServer
 
@@ -116,11 +114,10 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
             "ylabel": "I/O job latency, ms (lower is better, log scale)",
         },
     )
-    chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
 
     def measure(setup: Setup, _round: int) -> dict[str, float]:
         with Workers(log_dir, server) as workers:
             start(workers, setup)
             return measure_latency(server, size)
 
-    return summarize_scenario(spec, chosen, run_rounds(chosen, rounds, measure))
+    return run_scenario(spec, setups(), rounds, measure, tiny=tiny)

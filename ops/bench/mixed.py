@@ -23,9 +23,7 @@ from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
-    run_rounds,
-    smoke_subset,
-    summarize_scenario,
+    run_scenario,
 )
 from ops.local_site import serve_local_site
 from ops.redis_server import RedisServer
@@ -92,7 +90,6 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         ),
         chart={"metric": "wall_s", "ylabel": "wall time for the batch, s (lower is better)"},
     )
-    chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
     with serve_delay(100) as delay_url, serve_local_site() as site:
         _, fetch = validate("fetch_url", {"url": f"{delay_url}/100", "timeout": 10})
         jobs = [Job("fetch_url", "io", fetch)] * size["io"]
@@ -112,5 +109,4 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
                     server, workers, jobs, size["max_seconds"], submit=submit_batch
                 )
 
-        samples = run_rounds(chosen, rounds, measure)
-    return summarize_scenario(spec, chosen, samples)
+        return run_scenario(spec, setups(), rounds, measure, tiny=tiny)

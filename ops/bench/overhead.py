@@ -23,9 +23,7 @@ from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
-    run_rounds,
-    smoke_subset,
-    summarize_scenario,
+    run_scenario,
 )
 from ops.redis_server import RedisServer
 
@@ -84,11 +82,10 @@ def run(server: RedisServer, *, rounds: int, tiny: bool, log_dir: Path) -> dict[
         size=f"{size['jobs']} no-op jobs per run, published at once with the fast path",
         chart={"metric": "jobs_s", "ylabel": "no-op jobs/s (higher is better)"},
     )
-    chosen = smoke_subset(setups(), spec.reference) if tiny else setups()
 
     def measure(setup: Setup, _round: int) -> dict[str, float]:
         with Workers(log_dir, server) as workers:
             job = start(workers, setup)
             return measure_batch(server, workers, [job] * size["jobs"], size["max_seconds"])
 
-    return summarize_scenario(spec, chosen, run_rounds(chosen, rounds, measure))
+    return run_scenario(spec, setups(), rounds, measure, tiny=tiny)

@@ -8,8 +8,7 @@ minutes apart.
 
 Example::
 
-    samples = run_rounds(setups, rounds=3, measure=measure_one)
-    result = summarize_scenario(spec, setups, samples)
+    result = run_scenario(spec, setups, rounds=3, measure=measure_one, tiny=False)
 """
 
 from __future__ import annotations
@@ -113,3 +112,16 @@ def summarize_scenario(
             }
         )
     return {**asdict(spec), "rows": rows, "rounds": len(reference)}
+
+
+def run_scenario(
+    spec: ScenarioSpec,
+    setups: Sequence[Setup],
+    rounds: int,
+    measure: Callable[[Setup, int], dict[str, float]],
+    *,
+    tiny: bool,
+) -> dict[str, Any]:
+    """Run ``setups`` (their smoke subset when ``tiny``) round by round and summarize them."""
+    chosen = smoke_subset(setups, spec.reference) if tiny else list(setups)
+    return summarize_scenario(spec, chosen, run_rounds(chosen, rounds, measure))
