@@ -112,16 +112,14 @@ class BatchedQoS(redis_transport.QoS):
 
     def ack(self, delivery_tag: str) -> None:
         commit = groupcommit.active()
-        if commit is None:
-            was_full = not self.can_consume()
-            super().ack(delivery_tag)
-            if was_full:
-                self._wake_consumer()
+        if commit is not None:
+            # The Redis side goes with the batch, which then calls release(): until then the
+            # delivery still counts against the prefetch window, so the window bounds what the
+            # broker shows as unacked, exactly as with kombu's immediate acks.
+            commit.ack(self, delivery_tag)
             return
-        # The Redis side goes with the batch, which then calls release(): until then the
-        # delivery still counts against the prefetch window, so the window bounds what the
-        # broker shows as unacked, exactly as with kombu's immediate acks.
-        commit.ack(self, delivery_tag)
+        self._remove_from_indices(delivery_tag).execute()  # kombu's ack, then the same release
+        self.release([delivery_tag])
 
     def _wake_consumer(self) -> None:
         transport = getattr(self.channel, "connection", None)  # None once the channel closed
