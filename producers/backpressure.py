@@ -33,6 +33,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -42,12 +44,14 @@ from typing import Any, Literal, TypeVar
 
 import redis
 
+from producers.outage import UNREACHABLE, ride_out
 from producers.queues import queue_lists
 from workers.ratelimit import DELAYED_PREFIX  # parked rate-limited jobs count as backlog
 from workers.redis_client import get_redis
 from workers.settings import Settings, get_settings
 
 OnFull = Literal["wait", "fail"]
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GATE_PREFIX = "jobq:gate:"
@@ -207,10 +211,24 @@ class AdmissionGate:
         """The reserved jobs are published (or given up): stop counting the reservation."""
         if not admission.token:
             return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hdel(self._keys[-2], admission.token)
-        pipe.zrem(self._keys[-1], admission.token)
-        pipe.execute()
+
+        def forget() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hdel(self._keys[-2], admission.token)
+            pipe.zrem(self._keys[-1], admission.token)
+            pipe.execute()
+
+        try:
+            ride_out(forget)
+        except UNREACHABLE:
+            # The jobs are published (or given up) either way; an unreleased reservation only
+            # holds its room until its lease ends, so this must not fail the submit.
+            log.warning(
+                "could not release %d reserved job(s) of queue %r; their lease frees them in %d s",
+                admission.granted,
+                self.queue,
+                RESERVATION_LEASE_MS // 1000,
+            )
 
     def is_closed(self) -> bool:
         """True while producers wait for the backlog to drain to the low-water mark."""
@@ -245,7 +263,8 @@ def gated_publish(
         wanted = min(batch_size, len(items) - position)
         # Redis full at the check itself: report the batches already sent, not zero.
         with redis_full_errors(gate.queue, handles, len(items) - position):
-            admission = gate.try_admit(wanted)
+            # Retried while Redis is unreachable (producers/outage.py): one atomic script.
+            admission = ride_out(functools.partial(gate.try_admit, wanted))
         if admission.granted:
             try:
                 with redis_full_errors(gate.queue, handles, len(items) - position):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -28,6 +28,7 @@ from producers.backpressure import GateWait, QueueFull
 from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
 from producers.idempotency import submit_once
+from producers.outage import ride_out
 from producers.payload import refuse_oversized
 from producers.status import collect_status
 from producers.submit import submit_gated, validate
@@ -80,12 +81,30 @@ def broker_errors() -> Iterator[None]:
     try:
         # Fail fast and clearly when Redis is down, before Celery's own reconnect loops (which
         # end, after ~20 s, in a generic "restart the application" error from the result store).
-        get_redis().ping()
+        ride_out(get_redis().ping, on_retry=_say_retrying())
         yield
     except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
         url = get_settings().redacted_redis_url()
         err.print(f"[red]error:[/] cannot reach Redis at {url}: {exc}")
         sys.exit(EXIT_JOB_FAILED)
+
+
+def _say_retrying() -> Callable[[BaseException, float], None]:
+    """Tell the user once that Redis is unreachable and for how long jobq will keep trying."""
+    said = False
+
+    def say(exc: BaseException, seconds_left: float) -> None:
+        nonlocal said
+        if not said:
+            url = get_settings().redacted_redis_url()
+            err.print(
+                f"[yellow]Redis at {url} is unreachable ({exc}); retrying for up to "
+                f"{seconds_left:.0f} s (JOBQ_PRODUCER_RETRY_FOR)[/]",
+                highlight=False,
+            )
+            said = True
+
+    return say
 
 
 def fail_input(message: str) -> None:

@@ -36,6 +36,7 @@ from celery.utils.saferepr import saferepr
 from celery.utils.time import utcoffset
 from kombu.utils.json import dumps as kombu_dumps
 
+from producers.outage import ride_out
 from workers.timings import SENT_HEADER
 
 # Messages per Redis pipeline: big enough that round trips vanish, small enough that one batch
@@ -208,15 +209,24 @@ def publish_many(
                 )
                 for kwargs in chunk
             ]
-            pipe = channel.client.pipeline(transaction=False)
-            # One LPUSH with many values keeps the list order of one-by-one LPUSHes (each value
-            # is pushed in turn to the head), so workers still take jobs in submission order.
-            pipe.lpush(queue_key, *(json.dumps(message) for message in messages))
-            if send_sent_event:
-                for message in messages:
-                    pipe.publish(
-                        event_topic, json.dumps(sent_event(app, message, hostname=hostname))
-                    )
-            pipe.execute()
+            bodies = [json.dumps(message) for message in messages]
+            events = [
+                json.dumps(sent_event(app, message, hostname=hostname))
+                for message in (messages if send_sent_event else [])
+            ]
+
+            def send(bodies: list[str] = bodies, events: list[str] = events) -> None:
+                # Built afresh on every attempt: redis-py empties a pipeline that failed.
+                pipe = channel.client.pipeline(transaction=False)
+                # One LPUSH with many values keeps the list order of one-by-one LPUSHes (each
+                # value is pushed in turn to the head), so workers still take jobs in
+                # submission order. Redis applies it whole or not at all: a retry after a
+                # refused connection never sends half a chunk twice.
+                pipe.lpush(queue_key, *bodies)
+                for event in events:
+                    pipe.publish(event_topic, event)
+                pipe.execute()
+
+            ride_out(send)
             ids.extend(message["headers"]["id"] for message in messages)
     return ids

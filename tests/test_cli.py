@@ -161,8 +161,11 @@ def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
 
 
 def test_unreachable_redis_exits_1_with_a_clear_message():
-    done = jobq("submit", "io_wait", "ms=1", env={"REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
+    # JOBQ_PRODUCER_RETRY_FOR=0: fail at once (tests/test_producer_outage.py covers the window).
+    env = {"REDIS_URL": "redis://:pw@127.0.0.1:1/0", "JOBQ_PRODUCER_RETRY_FOR": "0"}
+    done = jobq("submit", "io_wait", "ms=1", env=env)
 
     assert done.returncode == 1
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in " ".join(done.stderr.split())
+    assert "retrying" not in done.stderr
     assert "pw@" not in done.stderr

@@ -41,6 +41,27 @@ def redis_conf(url: str) -> dict[str, Any]:
     }
 
 
+def publish_retry_policy(retry_for: float) -> dict[str, float]:
+    """Celery's ``task_publish_retry_policy`` for about ``retry_for`` seconds of retrying.
+
+    kombu retries a publish ``max_retries`` times, pausing ``interval_start`` seconds and then
+    ``interval_step`` more each time, up to ``interval_max``; it has no time bound of its own,
+    so the count is what makes the pauses add up to the window.
+
+    >>> publish_retry_policy(10)["max_retries"]
+    13
+    >>> publish_retry_policy(0)["max_retries"]
+    0
+    """
+    policy = {"interval_start": 0.0, "interval_step": 0.2, "interval_max": 1.0}
+    retries, waited, pause = 0, 0.0, policy["interval_start"]
+    while waited < retry_for:
+        retries += 1
+        waited += pause
+        pause = min(pause + policy["interval_step"], policy["interval_max"])
+    return {"max_retries": retries, **policy}
+
+
 def create_app() -> Celery:
     """Build the Celery app from the current settings."""
     settings = get_settings()
@@ -86,6 +107,10 @@ def create_app() -> Celery:
         result_expires=settings.result_expires,
         result_failure_expires=settings.result_failure_expires,
         broker_connection_retry_on_startup=True,
+        # A publish (apply_async: pipelines, retries, a next step) rides out a Redis restart or
+        # failover for JOBQ_PRODUCER_RETRY_FOR seconds instead of Celery's ~0.6 s.
+        task_publish_retry=True,
+        task_publish_retry_policy=publish_retry_policy(settings.producer_retry_for),
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={
             # The lease (workers/lease.py): short visibility timeout, renewed by live workers;

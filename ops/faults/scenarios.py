@@ -285,7 +285,12 @@ def redis_restart(lab: Lab, n: int = 200, crash: bool = True) -> FaultResult:
 
 def producer_outage(lab: Lab) -> FaultResult:
     """`jobq submit` while Redis is unreachable: bounded retries, clear error, exit 1."""
-    env = {**lab.env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    # A short retry window keeps the scenario quick; the default (10 s) behaves the same.
+    env = {
+        **lab.env,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "JOBQ_PRODUCER_RETRY_FOR": "2",
+    }
     started = time.monotonic()
     done = subprocess.run(
         jobq_argv("submit", "io_wait", "ms=1"),
