@@ -17,7 +17,7 @@ from kombu import Connection, Exchange, Queue
 
 from producers import submit_many
 from producers.queues import unacked_count
-from workers import groupcommit
+from workers import groupcommit, jobstats
 from workers.redis_client import get_redis
 from workers.timings import read_records
 
@@ -101,3 +101,10 @@ def test_a_gevent_worker_stores_every_result_and_record_and_acks_every_job(worke
     records = read_records(handle.id for handle in handles)
     assert all(record.get("state") == "SUCCESS" for record in records)
     wait_until(lambda: unacked_count(get_redis()) == 0, timeout=10, message="every job acked")
+    # The statistics, written in the batches, count every job exactly once.
+    client = get_redis()
+    assert jobstats.read_totals(client)[("io_wait", "io", "SUCCESS")] == 300
+    (run,) = [h for h in jobstats.read_histograms(client, "run") if h.job == "io_wait"]
+    assert run.count == run.buckets["+Inf"] == 300
+    assert run.sum >= 300 * 0.005
+    assert len(jobstats.read_recent(client, "io", since=0)) == 300
