@@ -57,6 +57,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS-only redis-server: its certificate and key, and the CA that signed
+    them. Redis also asks clients for a certificate of that CA (``tls-auth-clients yes``); the
+    server's own certificate serves as the client's in tests.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def client_options(self) -> dict[str, str]:
+        """redis-py's keyword arguments for a verified, client-authenticated connection."""
+        return {
+            "ssl_ca_certs": str(self.ca),
+            "ssl_certfile": str(self.cert),
+            "ssl_keyfile": str(self.key),
+        }
+
+
 @dataclass
 class RedisServer:
     """A running redis-server process that this program owns."""
@@ -66,15 +86,18 @@ class RedisServer:
     password: str
     data_dir: Path
     config: dict[str, str] = field(default_factory=dict)
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
-        """``redis://:password@127.0.0.1:port/0``."""
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        """``redis://:password@127.0.0.1:port/0`` (``rediss://`` when it speaks only TLS)."""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://:{self.password}@127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         """A client for this server (strings decoded)."""
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=10)
+        tls = self.tls.client_options() if self.tls else {}
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=10, **tls)
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would (for fault tests)."""
@@ -94,7 +117,11 @@ class RedisServer:
     def restart(self) -> None:
         """Start the server again on the same port and data (after stop or kill)."""
         fresh = start_redis(
-            data_dir=self.data_dir, port=self.port, password=self.password, extra=self.config
+            data_dir=self.data_dir,
+            port=self.port,
+            password=self.password,
+            extra=self.config,
+            tls=self.tls,
         )
         self.process = fresh.process
 
@@ -109,11 +136,13 @@ def start_redis(
     extra: dict[str, str] | None = None,
     binary: str | None = None,
     timeout: float = 15.0,
+    tls: TlsFiles | None = None,
 ) -> RedisServer:
     """Start redis-server on 127.0.0.1 and wait until it answers PING.
 
     ``maxmemory`` with ``noeviction`` makes a full Redis refuse new jobs loudly instead of
-    evicting queues (``allkeys-*`` policies could drop queues and kombu's bindings).
+    evicting queues (``allkeys-*`` policies could drop queues and kombu's bindings). With
+    ``tls`` it listens for TLS only (``rediss://``), on ``port``.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +159,7 @@ def start_redis(
         "logfile": str(data_dir / "redis.log"),
         "daemonize": "no",
         **({"maxmemory": maxmemory, "maxmemory-policy": "noeviction"} if maxmemory else {}),
+        **(_tls_config(tls, port) if tls else {}),
         **(extra or {}),
     }
     conf_path = data_dir / f"redis-{port}.conf"
@@ -145,10 +175,27 @@ def start_redis(
         start_new_session=True,  # Ctrl-C in the terminal must not kill Redis before the workers
     )
     server = RedisServer(
-        process=process, port=port, password=password, data_dir=data_dir, config=extra or {}
+        process=process,
+        port=port,
+        password=password,
+        data_dir=data_dir,
+        config=extra or {},
+        tls=tls,
     )
     _wait_until_ready(server, timeout)
     return server
+
+
+def _tls_config(tls: TlsFiles, port: int) -> dict[str, str]:
+    # "port 0" turns the plain-text listener off: nothing can talk to it without TLS.
+    return {
+        "port": "0",
+        "tls-port": str(port),
+        "tls-cert-file": str(tls.cert),
+        "tls-key-file": str(tls.key),
+        "tls-ca-cert-file": str(tls.ca),
+        "tls-auth-clients": "yes",
+    }
 
 
 def _wait_until_ready(server: RedisServer, timeout: float) -> None:

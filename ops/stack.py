@@ -42,6 +42,7 @@ from ops.leftovers import record_processes, stop_leftovers
 from ops.processes import ManagedProcess, WorkerProcess, jobq_argv, spawn, start_worker
 from ops.redis_server import RedisServer, start_redis
 from workers.pools import POOLS, io_process_count
+from workers.redis_client import client_for
 from workers.settings import get_settings, redact_url
 
 # One gevent process per core: a gevent worker is one Python process, so its CPU per job caps it
@@ -202,9 +203,7 @@ class Stack:
         """Start a private Redis, or check the one ``REDIS_URL`` names; return its URL."""
         if self.config.redis_url:
             try:
-                redis.Redis.from_url(
-                    self.config.redis_url, socket_connect_timeout=5, socket_timeout=5
-                ).ping()
+                client_for(self.config.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
             except redis.RedisError as exc:
                 raise StackError(
                     f"cannot reach REDIS_URL {redact_url(self.config.redis_url)}: {exc}"

@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from celery import Celery
@@ -19,6 +18,7 @@ from celery.signals import celeryd_init
 from kombu import Queue
 
 from workers.pools import POOLS
+from workers.redis_client import tls_options
 from workers.settings import get_settings
 
 
@@ -28,8 +28,9 @@ def redis_conf(url: str) -> dict[str, Any]:
     One place, used by :func:`create_app` and by ``jobq up`` when it re-points a running
     process at the Redis it started.
     """
-    # rediss:// means TLS with a verified certificate (kombu alone would not verify it).
-    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if url.startswith("rediss") else None
+    # rediss:// means TLS with a verified certificate (kombu alone would not verify it),
+    # optionally against a private CA and with a client certificate (workers/redis_client.py).
+    tls = tls_options(url)
     return {
         "broker_url": url,
         # Celery's Redis backend, each result written in one atomic round trip instead of a GET

@@ -12,7 +12,9 @@ Example::
 
 from __future__ import annotations
 
+import ssl
 from functools import cache, lru_cache
+from typing import Any
 
 import redis
 import redis.utils
@@ -25,11 +27,43 @@ from workers.settings import get_settings
 redis.utils.get_lib_version = cache(redis.utils.get_lib_version)
 
 
+def tls_options(url: str) -> dict[str, Any] | None:
+    """The TLS options for a client of ``url``: None for ``redis://``, verified TLS for ``rediss://``.
+
+    The same keys serve redis-py, kombu (``broker_use_ssl``) and Celery's result backend
+    (``redis_backend_use_ssl``), so every connection jobq opens checks the server alike.
+
+    >>> tls_options("redis://127.0.0.1:6379/0") is None
+    True
+    >>> tls_options("rediss://redis.example:6380/0")["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    True
+    """
+    if not url.startswith("rediss://"):
+        return None
+    settings = get_settings()
+    # Never CERT_NONE: an unverified TLS connection hands the Redis password to anyone in the
+    # path. kombu alone would not verify at all.
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.redis_ca_file:
+        options["ssl_ca_certs"] = settings.redis_ca_file
+    if settings.redis_cert_file:
+        options["ssl_certfile"] = settings.redis_cert_file
+        options["ssl_keyfile"] = settings.redis_key_file
+    return options
+
+
+def client_for(url: str, **options: Any) -> redis.Redis:
+    """A plain client for ``url`` (one connection at a time), with jobq's TLS options."""
+    return redis.Redis.from_url(url, **(tls_options(url) or {}), **options)
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The process-wide client for ``REDIS_URL``."""
+    url = get_settings().redis_url
     pool = redis.BlockingConnectionPool.from_url(
-        get_settings().redis_url,
+        url,
+        **(tls_options(url) or {}),
         max_connections=50,
         timeout=30,  # seconds to wait for a free connection before raising
         socket_timeout=30,

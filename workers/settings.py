@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     # Where the broker and the result backend live. ``REDIS_URL`` without prefix, because that
     # is the name every Redis tool and hosting platform already uses.
     redis_url: str = Field(default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+    # TLS (rediss:// URLs only). The server's certificate is always verified: against the
+    # system's CAs, or against this CA bundle when Redis has a certificate of a private CA.
+    # A client certificate and its key for Redis's tls-auth-clients (on by default in
+    # redis-server): both or neither. PEM file paths.
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
 
     # I/O pool (gevent): many cheap greenlets in one process.
     io_concurrency: int = Field(default=100, ge=1, le=5000)
@@ -117,6 +124,14 @@ class Settings(BaseSettings):
     io_rate_max_park: float = Field(default=1.0, ge=0)
     cpu_rate_max_park: float = Field(default=0.1, ge=0)
     # --- end of back pressure and rate limit settings -------------------------------------
+
+    @model_validator(mode="after")
+    def _client_certificate_needs_its_key(self) -> Settings:
+        if bool(self.redis_cert_file) != bool(self.redis_key_file):
+            raise ValueError(
+                "JOBQ_REDIS_CERT_FILE and JOBQ_REDIS_KEY_FILE go together: set both or neither"
+            )
+        return self
 
     def redacted_redis_url(self) -> str:
         """The Redis URL with its password replaced, safe to print or log."""
