@@ -195,20 +195,30 @@ class AdmissionGate:
     def for_queue(cls, queue: str) -> AdmissionGate:
         return cls(queue, marks_for(queue))
 
-    def try_admit(self, wanted: int) -> Admission:
-        """Reserve room for up to ``wanted`` jobs; release it with :meth:`release`."""
+    def try_admit(self, wanted: int, token: str | None = None) -> Admission:
+        """Reserve room for up to ``wanted`` jobs; release it with :meth:`release`.
+
+        ``token`` names the reservation; pass the same one when retrying a check whose reply
+        was lost, so the retry replaces the reservation instead of adding a second one.
+        """
         if not self.marks.enabled:
             return Admission(granted=wanted, backlog=-1, closed=False)
-        # A single job is not worth two more round trips (reserve, release): unreserved, racing
-        # producers can overshoot the mark by at most one job each.
-        token = uuid.uuid4().hex if wanted > 1 else ""
-        args = [self.marks.high, self.marks.low, wanted, token, RESERVATION_LEASE_MS]
+        if token is None:
+            token = reservation_token(wanted)
+        # The lease outlives a publish retried through a whole Redis outage (producers/outage.py):
+        # a reservation that expired mid-retry would let this batch past the mark.
+        lease_ms = RESERVATION_LEASE_MS + int(2000 * get_settings().producer_retry_for)
+        args = [self.marks.high, self.marks.low, wanted, token, lease_ms]
         # A full Redis raises here; the caller turns that into RedisFull with its counts.
         granted, backlog, closed = self._script(keys=self._keys, args=args)
         return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
 
-    def release(self, admission: Admission) -> None:
-        """The reserved jobs are published (or given up): stop counting the reservation."""
+    def release(self, admission: Admission, *, retry_for: float | None = None) -> None:
+        """The reserved jobs are published (or given up): stop counting the reservation.
+
+        Retried while Redis is unreachable for ``retry_for`` seconds (``JOBQ_PRODUCER_RETRY_FOR``
+        by default); never raises for an unreachable Redis, since the lease frees it anyway.
+        """
         if not admission.token:
             return
 
@@ -219,7 +229,7 @@ class AdmissionGate:
             pipe.execute()
 
         try:
-            ride_out(forget)
+            ride_out(forget, retry_for=retry_for)
         except UNREACHABLE:
             # The jobs are published (or given up) either way; an unreleased reservation only
             # holds its room until its lease ends, so this must not fail the submit.
@@ -233,6 +243,15 @@ class AdmissionGate:
     def is_closed(self) -> bool:
         """True while producers wait for the backlog to drain to the low-water mark."""
         return bool(self.client.exists(self._keys[-3]))
+
+
+def reservation_token(wanted: int) -> str:
+    """A new reservation's name; "" (no reservation) for a single job.
+
+    A single job is not worth two more round trips (reserve, release): unreserved, racing
+    producers can overshoot the mark by at most one job each.
+    """
+    return uuid.uuid4().hex if wanted > 1 else ""
 
 
 def gated_publish(
@@ -263,14 +282,20 @@ def gated_publish(
         wanted = min(batch_size, len(items) - position)
         # Redis full at the check itself: report the batches already sent, not zero.
         with redis_full_errors(gate.queue, handles, len(items) - position):
-            # Retried while Redis is unreachable (producers/outage.py): one atomic script.
-            admission = ride_out(functools.partial(gate.try_admit, wanted))
+            # Retried while Redis is unreachable (producers/outage.py): one atomic script, under
+            # one token, so a retry whose first reply was lost does not reserve twice.
+            token = reservation_token(wanted)
+            admission = ride_out(functools.partial(gate.try_admit, wanted, token))
         if admission.granted:
+            published = False
             try:
                 with redis_full_errors(gate.queue, handles, len(items) - position):
                     handles += publish(list(items[position : position + admission.granted]))
+                published = True
             finally:
-                gate.release(admission)
+                # After a publish that already waited out the retry window, one try: the
+                # reservation's lease frees the room anyway.
+                gate.release(admission, retry_for=None if published else 0)
             position += admission.granted
             started, poll = None, 0.02
             continue

@@ -17,7 +17,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import click
 from rich.console import Console
@@ -28,7 +28,7 @@ from producers.backpressure import GateWait, QueueFull
 from producers.bulk import BulkItem, read_jobs
 from producers.handle import JobHandle
 from producers.idempotency import submit_once
-from producers.outage import ride_out
+from producers.outage import UNREACHABLE, ride_out
 from producers.payload import refuse_oversized
 from producers.status import collect_status
 from producers.submit import submit_gated, validate
@@ -72,21 +72,30 @@ def parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @contextmanager
-def broker_errors() -> Iterator[None]:
-    """Turn "Redis unreachable" into one clear line and exit status 1."""
-    from kombu.exceptions import OperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+def broker_errors(*, ride_out_outage: bool = False) -> Iterator[None]:
+    """Turn "Redis unreachable" into one clear line and exit status 1.
 
+    With ``ride_out_outage`` (the submit commands) a Redis that is down is retried for
+    ``JOBQ_PRODUCER_RETRY_FOR`` seconds first; commands that only look (status, top, dead …)
+    answer at once, so scripted health checks stay fast.
+    """
     try:
-        # Fail fast and clearly when Redis is down, before Celery's own reconnect loops (which
-        # end, after ~20 s, in a generic "restart the application" error from the result store).
-        ride_out(get_redis().ping, on_retry=_say_retrying())
+        # Fail clearly when Redis is down, before Celery's own reconnect loops (which end,
+        # after ~20 s, in a generic "restart the application" error from the result store).
+        if ride_out_outage:
+            ride_out(get_redis().ping, on_retry=_say_retrying())
+        else:
+            ride_out(get_redis().ping, retry_for=0)
         yield
-    except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
-        url = get_settings().redacted_redis_url()
-        err.print(f"[red]error:[/] cannot reach Redis at {url}: {exc}")
-        sys.exit(EXIT_JOB_FAILED)
+    except UNREACHABLE as exc:
+        fail_unreachable(exc)
+
+
+def fail_unreachable(exc: BaseException) -> NoReturn:
+    """Print "cannot reach Redis at URL: why" and exit 1."""
+    url = get_settings().redacted_redis_url()
+    err.print(f"[red]error:[/] cannot reach Redis at {url}: {exc}")
+    sys.exit(EXIT_JOB_FAILED)
 
 
 def _say_retrying() -> Callable[[BaseException, float], None]:
@@ -167,7 +176,7 @@ def submit_command(
         spec, checked = validate(job, parse_assignments(assignments))
     except (UnknownJob, InvalidArguments, click.BadParameter) as exc:
         fail_input(_message(exc))
-    with broker_errors(), queue_full_exit():
+    with broker_errors(ride_out_outage=True), queue_full_exit():
         if idem_key is None:
             (handle,) = submit_gated(spec, [checked], **gate)
         else:
@@ -207,8 +216,9 @@ def submit_bulk(
     refused: list[BulkItem] = []
     submitted: list[tuple[int, JobHandle]] = []
     full: QueueFull | None = None
+    unreachable: BaseException | None = None
     not_submitted = 0
-    with broker_errors(), _progress() as progress:
+    with broker_errors(ride_out_outage=True), _progress() as progress:
         task = progress.add_task(f"submitting {job}", total=None)
         options = {**(gate or {}), "on_wait": _show_gate_wait(progress, task)}
         batch: list[BulkItem] = []
@@ -230,8 +240,13 @@ def submit_bulk(
             submitted += exc.submitted
             # Count what was not submitted exactly: the rest of the batch and the rest of the file.
             not_submitted = exc.not_submitted + sum(1 for item in items if not item.error)
+        except UNREACHABLE as exc:
+            # Redis stayed away longer than the retry window: still print the ids of what went
+            # in before, so nothing submitted is unaccounted for.
+            unreachable = exc
+            not_submitted = len(batch) + sum(1 for item in items if not item.error)
         progress.update(task, completed=len(submitted), total=len(submitted))
-    outcomes = wait_for_many(submitted, timeout) if wait else None
+    outcomes = wait_for_many(submitted, timeout) if wait and unreachable is None else None
     if as_json:
         for index, (line, handle) in enumerate(submitted):
             row: dict[str, Any] = {"line": line, **handle.to_dict()}
@@ -247,9 +262,12 @@ def submit_bulk(
     err.print(
         f"submitted {len(submitted)} {job} job(s); refused {len(refused)} line(s)"
         + (f"; {failed} failed" if outcomes is not None else "")
-        + (f"; {not_submitted} not submitted (queue full)" if full is not None else ""),
+        + (f"; {not_submitted} not submitted (queue full)" if full is not None else "")
+        + (f"; {not_submitted} not submitted (Redis unreachable)" if unreachable else ""),
         highlight=False,
     )
+    if unreachable is not None:
+        fail_unreachable(unreachable)
     if full is not None:
         err.print(f"[red]error:[/] {full.reason}", highlight=False)
         sys.exit(EXIT_QUEUE_FULL)

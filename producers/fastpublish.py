@@ -192,7 +192,8 @@ def publish_many(
         # kombu's Redis channel knows the queue key for a priority and the event channel name
         # (its fanout key prefix includes the database number), so we ask it rather than
         # re-deriving kombu's key layout here.
-        channel = producer.channel
+        # Opening the channel connects: retried like the publishes below.
+        channel = ride_out(lambda: producer.channel)
         queue_key = channel._q_for_pri(queue, 0)
         event_topic = channel._get_publish_topic(EVENT_EXCHANGE, EVENT_ROUTING_KEY)
         for chunk in _chunks(batch, pipeline_size):

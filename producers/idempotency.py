@@ -58,7 +58,8 @@ def submit_once(
     redis_key = idempotency_key(job, key)
     settings = get_settings()
     window = settings.idempotency_window
-    claim_ttl = int(settings.gate_timeout) + CLAIM_MARGIN_S
+    # Admission, publish and release may each wait out a Redis outage (producers/outage.py).
+    claim_ttl = int(settings.gate_timeout + 3 * settings.producer_retry_for) + CLAIM_MARGIN_S
     deadline = time.monotonic() + PENDING_WAIT_S
     while True:
         token = PENDING + uuid.uuid4().hex

@@ -1,6 +1,6 @@
 """Riding out a short Redis outage on the producer side: retry with backoff, for a bounded time.
 
-A Redis restart or a failover makes Redis unreachable for a few seconds. A producer that gives
+A Redis restart makes Redis unreachable for a few seconds. A producer that gives
 up at the first refused connection turns that blip into failed submissions for every service
 that enqueues jobs; one that retries forever hangs its caller. jobq's producers retry for
 ``JOBQ_PRODUCER_RETRY_FOR`` seconds (10 by default, 0 = fail at once), with growing pauses, and
@@ -10,8 +10,13 @@ What is retried is one step that Redis applies whole or not at all (the admissio
 ``LPUSH`` of up to 1 000 jobs, one ping), so a retry never sends part of a batch twice. If the
 connection breaks after Redis applied a step but before its reply arrived, the retry sends it
 again: delivery is at least once, here as everywhere (use idempotency keys where it matters).
-Jobs published through ``apply_async`` (pipelines, jobs with a correlation id) get the same
-window from Celery's ``task_publish_retry_policy`` (``workers.app.publish_retry_policy``).
+Jobs published through ``apply_async`` (pipelines, jobs with a correlation id) are retried by
+Celery's ``task_publish_retry_policy`` (``workers.app.publish_retry_policy``), sized to the same
+window; opening a new broker connection is bounded by Celery's ``broker_connection_timeout``.
+
+Only "could not reach Redis" is retried. A wrong password, a missing ACL permission or a server
+certificate that does not verify fails at once: waiting would not fix it. Neither is an
+answer from Redis such as ``READONLY`` (a demoted primary) or a full Redis.
 
 Example::
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -37,6 +43,14 @@ log = logging.getLogger(__name__)
 # Unreachable or timed out; never an error Redis answered with (bad command, OOM, wrong type):
 # those would fail the same way again.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError, ConnectionError)
+# redis-py raises these as ConnectionErrors too (kombu wraps them in OperationalError), but they
+# are refusals, not outages.
+_REFUSED = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+    ssl.SSLCertVerificationError,
+)
+_REFUSED_WORDS = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "certificate")
 # Pauses between attempts: from FIRST_PAUSE doubling to MAX_PAUSE, each jittered by ±25% so
 # a thousand producers do not reconnect in lockstep when Redis comes back.
 FIRST_PAUSE = 0.1
@@ -62,7 +76,7 @@ def ride_out(
             return call()
         except UNREACHABLE as exc:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or not is_unreachable(exc):
                 raise
             if on_retry is not None:
                 on_retry(exc, left)
@@ -72,3 +86,21 @@ def ride_out(
                 log.log(level, "Redis unreachable (%s); retrying for up to %.0f s", exc, left)
             time.sleep(min(left, pause * random.uniform(0.75, 1.25)))
             pause = min(pause * 2, MAX_PAUSE)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means Redis could not be reached, not that it refused us.
+
+    >>> is_unreachable(redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379."))
+    True
+    >>> is_unreachable(redis.exceptions.AuthenticationError("invalid username-password pair"))
+    False
+    """
+    if not isinstance(exc, UNREACHABLE):
+        return False
+    seen: BaseException | None = exc
+    while seen is not None:  # the cause chain: kombu and redis-py wrap the original error
+        if isinstance(seen, _REFUSED) or any(word in str(seen) for word in _REFUSED_WORDS):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return True

@@ -2,106 +2,163 @@
 
 A real ``redis-server`` is stopped and started again under a running ``jobq submit``: the
 command waits, then delivers every job it reports; with no Redis at all it exits 1 once
-``JOBQ_PRODUCER_RETRY_FOR`` has passed.
+``JOBQ_PRODUCER_RETRY_FOR`` has passed, having printed the ids of exactly what went in. A
+refusal (a wrong password) is not an outage: it fails at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from ops.redis_server import free_port, start_redis
+from ops.redis_server import RedisServer, free_port, start_redis
 
 from .waiting import wait_until
 
 
-def _jobq(*args: str, redis_url: str, retry_for: float, stdin: Path | None = None):
-    """Start the real ``jobq`` command in the background, its stderr in a file we can poll."""
+@contextlib.contextmanager
+def _jobq_submit(
+    jobs: Path, *, redis_url: str, retry_for: float
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """``jobq submit io_wait --file JOBS`` in the background, its stderr in a file to poll."""
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
         "JOBQ_PRODUCER_RETRY_FOR": str(retry_for),
         "COLUMNS": "200",
     }
-    err = stdin.with_suffix(".err") if stdin else Path(os.devnull)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ops", *args],
-        stdin=stdin.open() if stdin else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=err.open("w"),
-        text=True,
-        env=env,
-    ), err
+    err = jobs.with_suffix(".err")
+    with jobs.open() as stdin, err.open("w") as stderr:
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "ops", "submit", "io_wait", "--file", "-"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+        try:
+            yield producer, err
+        finally:
+            producer.kill()
+            producer.communicate()
+
+
+def _jobs_file(path: Path, count: int) -> Path:
+    path.write_text("".join(json.dumps({"ms": n % 50}) + "\n" for n in range(count)))
+    return path
+
+
+def _queued_ids(server: RedisServer) -> list[str]:
+    return [json.loads(m)["headers"]["id"] for m in server.client().lrange("io", 0, -1)]
+
+
+def _stop_mid_submit(server: RedisServer, producer: subprocess.Popen[str]) -> None:
+    """Stop Redis once the first batches are in, while the producer is still sending."""
+    client = server.client()
+    wait_until(lambda: client.llen("io") >= 1000, timeout=60, message="first batches not sent")
+    assert producer.poll() is None, "Redis must stop while jobs are still being sent"
+    server.stop()  # SIGTERM: Redis flushes its append-only file, so the jobs in it survive
 
 
 def test_submit_waits_for_a_redis_that_comes_up_late(tmp_path: Path):
     port, password = free_port(), "outage-pw"
     url = f"redis://:{password}@127.0.0.1:{port}/0"
-    marker = tmp_path / "late.jsonl"
-    marker.write_text(json.dumps({"ms": 1}) + "\n")
-    producer, err = _jobq(
-        "submit", "io_wait", "--file", "-", redis_url=url, retry_for=60, stdin=marker
-    )
-    try:
-        wait_until(lambda: "unreachable" in err.read_text(), timeout=30, message="no retry notice")
+    with _jobq_submit(_jobs_file(tmp_path / "one.jsonl", 1), redis_url=url, retry_for=60) as (
+        producer,
+        err,
+    ):
+        wait_until(lambda: "unreachable" in err.read_text(), timeout=30, message="no notice")
         assert producer.poll() is None, "it must still be waiting for Redis"
         server = start_redis(data_dir=tmp_path / "redis", port=port, password=password)
-        out, _ = producer.communicate(timeout=60)
-    finally:
-        producer.kill()
-    try:
-        assert producer.returncode == 0, err.read_text()
-        (job_id,) = out.split()
-        queued = [json.loads(m)["headers"]["id"] for m in server.client().lrange("io", 0, -1)]
-        assert queued == [job_id]
-        assert "JOBQ_PRODUCER_RETRY_FOR" in err.read_text()
-    finally:
-        server.stop()
+        try:
+            out, _ = producer.communicate(timeout=60)
+            assert producer.returncode == 0, err.read_text()
+            assert _queued_ids(server) == out.split()
+            assert len(out.split()) == 1
+            assert "JOBQ_PRODUCER_RETRY_FOR" in err.read_text()
+        finally:
+            server.stop()
 
 
 def test_a_bulk_submit_goes_on_after_a_redis_restart_and_loses_nothing(tmp_path: Path):
     server = start_redis(data_dir=tmp_path / "redis")
-    lines = tmp_path / "jobs.jsonl"
-    lines.write_text("".join(json.dumps({"ms": n % 50}) + "\n" for n in range(30_000)))
-    producer, err = _jobq(
-        "submit", "io_wait", "--file", "-", redis_url=server.url, retry_for=60, stdin=lines
-    )
+    jobs = _jobs_file(tmp_path / "jobs.jsonl", 30_000)
     try:
-        client = server.client()
-        wait_until(lambda: client.llen("io") >= 1000, timeout=60, message="first batch not sent")
-        assert producer.poll() is None, "the restart must happen while jobs are still being sent"
-        server.stop()  # SIGTERM: Redis flushes its append-only file, so sent jobs survive
-        server.restart()
-        out, _ = producer.communicate(timeout=120)
-    finally:
-        producer.kill()
-    try:
-        assert producer.returncode == 0, err.read_text()
+        with _jobq_submit(jobs, redis_url=server.url, retry_for=60) as (producer, err):
+            _stop_mid_submit(server, producer)
+            # Down until the producer has noticed: the retry path, not a silent reconnect.
+            wait_until(lambda: "unreachable" in err.read_text(), timeout=30, message="no notice")
+            server.restart()
+            out, _ = producer.communicate(timeout=120)
+            assert producer.returncode == 0, err.read_text()
         printed = out.split()
         assert len(printed) == 30_000
-        queued = {json.loads(m)["headers"]["id"] for m in server.client().lrange("io", 0, -1)}
         # At least once: every reported job is queued (a chunk whose reply was lost in the
         # restart may be queued twice; none is missing).
+        assert set(printed) <= set(_queued_ids(server))
+    finally:
+        server.stop()
+
+
+def test_past_the_window_a_bulk_submit_exits_1_and_prints_what_went_in(tmp_path: Path):
+    server = start_redis(data_dir=tmp_path / "redis")
+    jobs = _jobs_file(tmp_path / "jobs.jsonl", 30_000)
+    try:
+        with _jobq_submit(jobs, redis_url=server.url, retry_for=1) as (producer, err):
+            _stop_mid_submit(server, producer)
+            out, _ = producer.communicate(timeout=60)
+            assert producer.returncode == 1
+        text = " ".join(err.read_text().split())
+        assert "cannot reach Redis at redis://:***@127.0.0.1" in text
+        assert "not submitted (Redis unreachable)" in text
+        server.restart()
+        printed, queued = out.split(), set(_queued_ids(server))
+        # Every id printed is in Redis, and Redis holds nothing more than the batch that was in
+        # flight when it stopped (sent, but its reply lost: not reported as submitted).
+        assert 1000 <= len(printed) < 30_000
         assert set(printed) <= queued
-        assert "unreachable" in err.read_text()
+        assert len(queued - set(printed)) <= 500
     finally:
         server.stop()
 
 
 def test_with_no_redis_it_gives_up_after_the_window_with_exit_1(tmp_path: Path):
-    marker = tmp_path / "one.jsonl"
-    marker.write_text(json.dumps({"ms": 1}) + "\n")
     url = f"redis://:pw@127.0.0.1:{free_port()}/0"
-    producer, err = _jobq(
-        "submit", "io_wait", "--file", "-", redis_url=url, retry_for=1.5, stdin=marker
-    )
-    out, _ = producer.communicate(timeout=60)
-
-    assert producer.returncode == 1
+    started = time.monotonic()
+    with _jobq_submit(_jobs_file(tmp_path / "one.jsonl", 1), redis_url=url, retry_for=1.5) as (
+        producer,
+        err,
+    ):
+        out, _ = producer.communicate(timeout=60)
+        assert producer.returncode == 1
+    assert time.monotonic() - started >= 1.5  # it did wait out the window
     assert out.strip() == ""  # no id for a job that was never sent
     text = " ".join(err.read_text().split())
-    assert "retrying for up to 1 s" in text or "retrying for up to 2 s" in text
+    assert "retrying for up to" in text
     assert "cannot reach Redis at redis://:***@127.0.0.1" in text
+
+
+def test_a_wrong_password_is_refused_at_once_not_retried(tmp_path: Path):
+    server = start_redis(data_dir=tmp_path / "redis")
+    url = f"redis://:not-the-password@127.0.0.1:{server.port}/0"
+    try:
+        with _jobq_submit(_jobs_file(tmp_path / "one.jsonl", 1), redis_url=url, retry_for=60) as (
+            producer,
+            err,
+        ):
+            out, _ = producer.communicate(timeout=30)  # far less than the 60 s window
+            assert producer.returncode == 1
+        text = err.read_text()
+        assert "retrying" not in text
+        assert "cannot reach Redis" in text
+        assert out.strip() == ""
+        assert server.client().llen("io") == 0
+    finally:
+        server.stop()

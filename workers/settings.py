@@ -85,10 +85,10 @@ class Settings(BaseSettings):
     retry_backoff_max: int = Field(default=60, ge=1)
     # submit(..., key=...): the same key within this many seconds returns the existing job.
     idempotency_window: int = Field(default=86_400, ge=1)
-    # While Redis is unreachable (a restart, a failover) producers retry each step with growing
-    # pauses for this many seconds, then fail (the CLI: "cannot reach Redis", exit 1). 0 = fail
-    # at once. Workers' own publishes (next pipeline steps, retries) use the same window.
-    producer_retry_for: float = Field(default=10.0, ge=0, le=3600)
+    # While Redis is unreachable (a restart) producers retry each step with growing pauses for
+    # this many seconds, then fail (the CLI: "cannot reach Redis", exit 1). 0 = fail at once.
+    # Workers' own publishes (next pipeline steps, retries) use the same window.
+    producer_retry_for: float = Field(default=10.0, ge=0, le=300)
     # Arguments larger than this (JSON-encoded bytes) are refused at submit.
     max_argument_bytes: int = Field(default=1_048_576, ge=1024)
     # gevent has no soft time limit of its own; jobq adds one (workers/timelimits.py).
