@@ -31,7 +31,7 @@ from producers.idempotency import submit_once
 from producers.outage import UNREACHABLE, ride_out
 from producers.payload import refuse_oversized
 from producers.status import collect_status
-from producers.submit import submit_gated, validate
+from producers.submit import check_fire_and_forget, submit_gated, validate
 from workers.logcontext import use_correlation_id
 from workers.redis_client import get_redis
 from workers.registry import UnknownJob, all_jobs, get_job
@@ -132,6 +132,13 @@ def fail_input(message: str) -> None:
     help="Tag the job(s), and every job a pipeline spawns, with this id (in logs, jobq show).",
 )
 @click.option("--wait", is_flag=True, help="Wait for the result(s) and print them.")
+@click.option(
+    "--no-result",
+    "ignore_result",
+    is_flag=True,
+    help="Fire and forget: the worker stores no result (the job record, `jobq show ID`, "
+    "still says how it ended). Not with --wait, nor for pipelines.",
+)
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="With --wait.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
@@ -157,6 +164,7 @@ def submit_command(
     assignments: tuple[str, ...],
     file: TextIO | None,
     wait: bool,
+    ignore_result: bool,
     timeout: float,
     as_json: bool,
     on_full: str | None,
@@ -164,7 +172,15 @@ def submit_command(
     idem_key: str | None,
 ) -> None:
     """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
-    gate = {"on_full": on_full, "timeout": gate_timeout}
+    if ignore_result and wait:
+        fail_input("--no-result stores no result, so there is nothing to --wait for")
+    gate: dict[str, Any] = {"on_full": on_full, "timeout": gate_timeout}
+    if ignore_result:
+        try:
+            check_fire_and_forget(get_job(job), ignore_result)
+        except (UnknownJob, ValueError) as exc:
+            fail_input(str(exc))
+        gate["ignore_result"] = True
     if file is not None:
         if assignments:
             fail_input("give arguments either as key=value or with --file, not both")

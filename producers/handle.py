@@ -24,6 +24,8 @@ class JobHandle:
     id: str
     name: str
     queue: str | None
+    # Fire and forget: the worker stores no result, so there is nothing to wait for.
+    ignore_result: bool = False
 
     @property
     def result(self) -> AsyncResult:
@@ -36,7 +38,15 @@ class JobHandle:
         return self.result.state
 
     def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
-        """Wait up to ``timeout`` seconds for the result; re-raise the job's error by default."""
+        """Wait up to ``timeout`` seconds for the result; re-raise the job's error by default.
+
+        A fire-and-forget job has no result: this raises at once instead of waiting forever.
+        """
+        if self.ignore_result:
+            raise RuntimeError(
+                f"job {self.id} was submitted fire and forget (ignore_result=True): it stores "
+                f"no result to wait for; its record says how it ended (jobq show {self.id})"
+            )
         return self.result.get(timeout=timeout, propagate=propagate)
 
     def to_dict(self) -> dict[str, Any]:

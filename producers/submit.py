@@ -10,6 +10,7 @@ Example::
     handle = submit("fetch_url", url="http://127.0.0.1:8000/")
     print(handle.get(timeout=30)["status"])
     handles = submit_many("cpu_spin", [{"ms": 50}] * 100)
+    submit_many("io_wait", [{"ms": 5}] * 1000, ignore_result=True)  # fire and forget
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def submit(
     on_full: OnFull | None = None,
     gate_timeout: float | None = None,
     key: str | None = None,
+    ignore_result: bool = False,
     **arguments: Any,
 ) -> JobHandle:
     """Validate and enqueue one job; return its handle once Redis has accepted it.
@@ -60,11 +62,17 @@ def submit(
 
     With an idempotency ``key``, a second submit of the same job and key within
     ``JOBQ_IDEMPOTENCY_WINDOW`` returns the job already enqueued (producers/idempotency.py).
+
+    ``ignore_result=True`` is fire and forget: the worker stores no result (its job record,
+    ``jobq show ID``, still says how it ended), which saves it a result write per job.
     """
     spec, checked = validate(name, arguments)
+    check_fire_and_forget(spec, ignore_result)
 
     def enqueue() -> JobHandle:
-        (handle,) = submit_gated(spec, [checked], on_full=on_full, timeout=gate_timeout)
+        (handle,) = submit_gated(
+            spec, [checked], on_full=on_full, timeout=gate_timeout, ignore_result=ignore_result
+        )
         return handle
 
     if key is None:
@@ -78,6 +86,7 @@ def submit_many(
     *,
     on_full: OnFull | None = None,
     timeout: float | None = None,
+    ignore_result: bool = False,
 ) -> list[JobHandle]:
     """Validate every item first, then enqueue them all over one connection.
 
@@ -87,8 +96,10 @@ def submit_many(
     The admission gate is checked per batch: over the high-water mark this waits up to
     ``timeout`` seconds or fails at once (``on_full``); :class:`QueueFull` then carries the
     handles of the jobs that were submitted and the count of those that were not.
+    ``ignore_result=True``: fire and forget, as for :func:`submit`.
     """
     spec = get_job(name)
+    check_fire_and_forget(spec, ignore_result)
     checked = []
     for index, item in enumerate(arguments):
         try:
@@ -96,7 +107,18 @@ def submit_many(
             check_size(name, checked[-1])
         except InvalidArguments as exc:
             raise InvalidArguments(name, [f"item {index}: {p}" for p in exc.problems]) from None
-    return submit_gated(spec, checked, on_full=on_full, timeout=timeout)
+    return submit_gated(
+        spec, checked, on_full=on_full, timeout=timeout, ignore_result=ignore_result
+    )
+
+
+def check_fire_and_forget(spec: JobSpec, ignore_result: bool) -> None:
+    """Refuse fire and forget for a pipeline: its steps pass results to the next step."""
+    if ignore_result and spec.kind == "pipeline":
+        raise ValueError(
+            f"{spec.name} is a pipeline: its steps hand their results on, so it cannot be "
+            "fire and forget (declare a step with ignore_result=True instead)"
+        )
 
 
 def submit_gated(
@@ -106,6 +128,7 @@ def submit_gated(
     on_full: OnFull | None = None,
     timeout: float | None = None,
     on_wait: Callable[[GateWait], None] | None = None,
+    ignore_result: bool = False,
 ) -> list[JobHandle]:
     """:func:`submit_validated` behind the admission gate of the job's (first) queue."""
     if not batch:
@@ -114,11 +137,11 @@ def submit_gated(
         check_size(spec.name, arguments)
     queue = _gate_queue(spec, batch[0])
     if queue is None:
-        return submit_validated(spec, batch)
+        return submit_validated(spec, batch, ignore_result=ignore_result)
     return gated_publish(
         AdmissionGate.for_queue(queue),
         batch,
-        lambda chunk: submit_validated(spec, chunk),
+        lambda chunk: submit_validated(spec, chunk, ignore_result=ignore_result),
         on_full=on_full or get_settings().on_full,  # type: ignore[arg-type]
         timeout=timeout,
         on_wait=on_wait,
@@ -137,25 +160,37 @@ def _gate_queue(spec: JobSpec, sample: dict[str, Any]) -> str | None:
         return None
 
 
-def submit_validated(spec: JobSpec, batch: Iterable[dict[str, Any]]) -> list[JobHandle]:
+def submit_validated(
+    spec: JobSpec, batch: Iterable[dict[str, Any]], *, ignore_result: bool = False
+) -> list[JobHandle]:
     """Enqueue already validated arguments for ``spec``, all over one broker connection."""
+    check_fire_and_forget(spec, ignore_result)
+    # None, not False: the job's own declaration (@io_job(ignore_result=True)) then applies.
+    ignore = True if ignore_result else None
     # With a correlation id set (workers/logcontext.py) jobs go through apply_async, whose
     # before_task_publish signal stamps the id; the fast path builds its own headers.
     if spec.kind != "pipeline" and current_correlation_id() is None:
         # Plain jobs: the same Celery messages, built in batches and sent with pipelined LPUSH
         # (producers/fastpublish.py), >10x faster than send_task per job (docs/benchmarks.md).
         assert spec.queue is not None
-        ids = publish_many(app, spec.name, spec.queue, batch)
-        return [JobHandle(id=job_id, name=spec.name, queue=spec.queue) for job_id in ids]
+        ids = publish_many(app, spec.name, spec.queue, batch, ignore_result=ignore)
+        return [
+            JobHandle(id=job_id, name=spec.name, queue=spec.queue, ignore_result=ignore_result)
+            for job_id in ids
+        ]
     with app.producer_or_acquire() as producer:
-        return [_publish(spec, checked, producer) for checked in batch]
+        return [_publish(spec, checked, producer, ignore) for checked in batch]
 
 
-def _publish(spec: JobSpec, checked: dict[str, Any], producer: Any) -> JobHandle:
+def _publish(
+    spec: JobSpec, checked: dict[str, Any], producer: Any, ignore: bool | None
+) -> JobHandle:
     if spec.kind == "pipeline":
         assert spec.build is not None
         canvas: Signature = spec.build(**checked)
         result = canvas.apply_async(producer=producer)
         return JobHandle(id=result.id, name=spec.name, queue=None)
-    result = app.send_task(spec.name, kwargs=checked, queue=spec.queue, producer=producer)
-    return JobHandle(id=result.id, name=spec.name, queue=spec.queue)
+    result = app.send_task(
+        spec.name, kwargs=checked, queue=spec.queue, producer=producer, ignore_result=ignore
+    )
+    return JobHandle(id=result.id, name=spec.name, queue=spec.queue, ignore_result=bool(ignore))
