@@ -45,6 +45,9 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     result = AsyncResult(job_id, app=app)
     meta = result.backend.get_task_meta(job_id)
     state = meta.get("status") or result.state
+    if state == "PENDING" and record.get("state"):
+        # Fire and forget (ignore_result): no result, but the job record says how it ended.
+        state = record["state"]
     if (
         not record.get("name") and state == "PENDING" and not _is_dead(job_id)
     ):  # no record (read_records gives {} fields)

@@ -31,7 +31,7 @@ from producers.idempotency import submit_once
 from producers.outage import UNREACHABLE, ride_out
 from producers.payload import refuse_oversized
 from producers.status import collect_status
-from producers.submit import check_fire_and_forget, submit_gated, validate
+from producers.submit import check_fire_and_forget, stores_no_result, submit_gated, validate
 from workers.logcontext import use_correlation_id
 from workers.redis_client import get_redis
 from workers.registry import UnknownJob, all_jobs, get_job
@@ -172,15 +172,17 @@ def submit_command(
     idem_key: str | None,
 ) -> None:
     """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
-    if ignore_result and wait:
-        fail_input("--no-result stores no result, so there is nothing to --wait for")
     gate: dict[str, Any] = {"on_full": on_full, "timeout": gate_timeout}
-    if ignore_result:
+    if ignore_result or wait:
         try:
-            check_fire_and_forget(get_job(job), ignore_result)
+            spec = get_job(job)
+            check_fire_and_forget(spec, ignore_result)
         except (UnknownJob, ValueError) as exc:
             fail_input(str(exc))
-        gate["ignore_result"] = True
+        if wait and stores_no_result(spec, ignore_result):
+            why = "--no-result" if ignore_result else f"{job} (declared ignore_result)"
+            fail_input(f"{why} stores no result, so there is nothing to --wait for")
+        gate["ignore_result"] = ignore_result
     if file is not None:
         if assignments:
             fail_input("give arguments either as key=value or with --file, not both")

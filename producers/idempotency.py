@@ -29,6 +29,9 @@ from workers.settings import get_settings
 
 PREFIX = "jobq:idem:"
 PENDING = "pending:"
+# Appended to the stored id of a fire-and-forget job, so a repeat gets a handle that knows it
+# has no result to wait for.
+NO_RESULT_MARK = "|no-result"
 # How long a second submitter waits for the first one's enqueue to finish.
 PENDING_WAIT_S = 10.0
 # A claim outlives the longest a live first submitter can take (waiting at the admission gate
@@ -72,11 +75,13 @@ def submit_once(
                 client.eval(_RELEASE, 1, redis_key, token)
                 raise
             # The window runs from this (the first) successful submit.
-            client.set(redis_key, handle.id, ex=window)
+            mark = NO_RESULT_MARK if handle.ignore_result else ""
+            client.set(redis_key, handle.id + mark, ex=window)
             return handle, True
         existing = client.get(redis_key)
         if existing and not existing.startswith(PENDING):
-            return JobHandle(id=existing, name=job, queue=queue), False
+            job_id, mark, _ = existing.partition(NO_RESULT_MARK)
+            return JobHandle(id=job_id, name=job, queue=queue, ignore_result=bool(mark)), False
         if time.monotonic() > deadline:
             raise IdempotencyConflict(
                 f"key {key!r} of {job} is being submitted by someone else; try again"

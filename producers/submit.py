@@ -113,12 +113,17 @@ def submit_many(
 
 
 def check_fire_and_forget(spec: JobSpec, ignore_result: bool) -> None:
-    """Refuse fire and forget for a pipeline: its steps pass results to the next step."""
+    """Refuse fire and forget for a pipeline: its caller waits for its last step's result."""
     if ignore_result and spec.kind == "pipeline":
         raise ValueError(
-            f"{spec.name} is a pipeline: its steps hand their results on, so it cannot be "
-            "fire and forget (declare a step with ignore_result=True instead)"
+            f"{spec.name} is a pipeline: its result is its last step's, so it cannot be fire "
+            "and forget"
         )
+
+
+def stores_no_result(spec: JobSpec, ignore_result: bool = False) -> bool:
+    """True when jobs of ``spec`` submitted so store no result (asked for, or declared)."""
+    return ignore_result or bool(spec.task is not None and spec.task.ignore_result)
 
 
 def submit_gated(
@@ -174,8 +179,9 @@ def submit_validated(
         # (producers/fastpublish.py), >10x faster than send_task per job (docs/benchmarks.md).
         assert spec.queue is not None
         ids = publish_many(app, spec.name, spec.queue, batch, ignore_result=ignore)
+        no_result = stores_no_result(spec, ignore_result)
         return [
-            JobHandle(id=job_id, name=spec.name, queue=spec.queue, ignore_result=ignore_result)
+            JobHandle(id=job_id, name=spec.name, queue=spec.queue, ignore_result=no_result)
             for job_id in ids
         ]
     with app.producer_or_acquire() as producer:
@@ -193,4 +199,9 @@ def _publish(
     result = app.send_task(
         spec.name, kwargs=checked, queue=spec.queue, producer=producer, ignore_result=ignore
     )
-    return JobHandle(id=result.id, name=spec.name, queue=spec.queue, ignore_result=bool(ignore))
+    return JobHandle(
+        id=result.id,
+        name=spec.name,
+        queue=spec.queue,
+        ignore_result=stores_no_result(spec, bool(ignore)),
+    )

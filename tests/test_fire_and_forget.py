@@ -40,6 +40,16 @@ def test_jobs_run_and_store_no_result_while_a_normal_job_does(workers, redis_cli
         one.get(timeout=1)
 
 
+def test_a_repeat_with_the_same_key_knows_the_job_has_no_result(redis_client):
+    first = submit("io_wait", ms=1, key="nightly", ignore_result=True)
+    again = submit("io_wait", ms=1, key="nightly")
+
+    assert again.id == first.id
+    assert again.ignore_result  # the first submit decided: waiting on it would never end
+    with pytest.raises(RuntimeError, match="fire and forget"):
+        again.get(timeout=1)
+
+
 def test_a_pipeline_cannot_be_fire_and_forget(redis_client):
     with pytest.raises(ValueError, match="pipeline"):
         submit("fetch_and_analyze", url="http://127.0.0.1:9/", ignore_result=True)

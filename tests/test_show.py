@@ -85,6 +85,26 @@ def test_show_prints_the_error_of_a_failed_job(workers, local_site):
     assert "max_bytes" in text
 
 
+def test_show_tells_how_fire_and_forget_jobs_ended(workers, local_site, redis_client):
+    workers("io", concurrency=5)
+    succeeded = submit("io_wait", ms=1, ignore_result=True)
+    failed = submit(
+        "fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024, ignore_result=True
+    )
+    wait_for_record(succeeded.id)
+    wait_for_record(failed.id)
+
+    code, output = show(succeeded.id, "--json")
+    assert code == 0, output
+    assert json.loads(output)["state"] == "SUCCESS"  # from its record: it has no result
+    assert redis_client.exists(f"celery-task-meta-{succeeded.id}") == 0
+    # A failure is kept even so (store_errors_even_if_ignored), so show can say why.
+    code, output = show(failed.id, "--json")
+    job = json.loads(output)
+    assert job["state"] == "FAILURE"
+    assert "max_bytes" in job["error"]
+
+
 def test_show_an_unknown_id_exits_1(redis_client):
     code, output = show("00000000-0000-0000-0000-000000000000")
     assert code == 1

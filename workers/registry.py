@@ -77,6 +77,9 @@ class JobTask(Task):
     # Celery's default of 180 s would hold a SIGKILLed child's job back for three minutes).
     # Declared transient errors compute their own backoff (workers/retrying.py).
     default_retry_delay = 0
+    # Fire-and-forget jobs (ignore_result) still store a failure and its traceback: it costs a
+    # write only when a job fails, and `jobq show ID` can then say why.
+    store_errors_even_if_ignored = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # A job whose runs keep killing their process is refused here (workers/delivery_limit.py).
