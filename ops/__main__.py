@@ -1,5 +1,5 @@
 """``python -m ops`` is the ``jobq`` command (useful where the console script is not on PATH)."""
 
-from ops.cli import main
+from ops.entry import run
 
-main(prog_name="jobq")
+run()

@@ -88,5 +88,16 @@ def test_a_client_certificate_needs_its_key():
     env = {**os.environ, "JOBQ_REDIS_CERT_FILE": "/tmp/only-a-cert.pem", "JOBQ_REDIS_KEY_FILE": ""}
     done = _jobq("submit", "io_wait", "ms=5", env=env)
 
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "JOBQ_REDIS_CERT_FILE and JOBQ_REDIS_KEY_FILE go together" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_url_cannot_turn_certificate_checks_off(tls_redis: RedisServer):
+    # redis-py and Celery would let the URL's ssl_cert_reqs win over jobq's CERT_REQUIRED.
+    env = {**_env(tls_redis, trust=False), "REDIS_URL": tls_redis.url + "?ssl_cert_reqs=none"}
+    done = _jobq("submit", "io_wait", "ms=5", env=env)
+
+    assert done.returncode == 2
+    assert "must not set ssl_cert_reqs" in done.stderr
+    assert tls_redis.client().llen("io") == 0

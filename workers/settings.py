@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -130,6 +131,19 @@ class Settings(BaseSettings):
         if bool(self.redis_cert_file) != bool(self.redis_key_file):
             raise ValueError(
                 "JOBQ_REDIS_CERT_FILE and JOBQ_REDIS_KEY_FILE go together: set both or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_is_always_verified(self) -> Settings:
+        # redis-py and Celery let ssl_* query parameters of the URL override jobq's TLS options,
+        # so "?ssl_cert_reqs=none" would silently turn verification off.
+        query = parse_qs(urlsplit(self.redis_url).query)
+        overrides = sorted(name for name in query if name.startswith("ssl_"))
+        if overrides:
+            raise ValueError(
+                f"REDIS_URL must not set {', '.join(overrides)}: jobq always verifies Redis's "
+                "certificate; use JOBQ_REDIS_CA_FILE / JOBQ_REDIS_CERT_FILE / JOBQ_REDIS_KEY_FILE"
             )
         return self
 

@@ -1,0 +1,32 @@
+"""The ``jobq`` console script: the command group, behind a clear error for bad settings.
+
+Settings are read from the environment when the Celery app is built, i.e. while the commands are
+imported; a bad value (``JOBQ_IO_CONCURRENCY=lots``) would otherwise end in a pydantic traceback.
+
+Example::
+
+    $ JOBQ_IO_CONCURRENCY=lots jobq status
+    error: bad setting JOBQ_IO_CONCURRENCY: Input should be a valid integer …
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pydantic import ValidationError
+
+EXIT_BAD_SETTINGS = 2
+
+
+def run() -> None:
+    """Import and run the ``jobq`` command group; exit 2 with one line per bad setting."""
+    try:
+        from ops.cli import main
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = "_".join(str(part) for part in error["loc"]).upper()
+            name = "" if not where else (where if where == "REDIS_URL" else f"JOBQ_{where}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"error: bad setting{' ' + name if name else ''}: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
+    main(prog_name="jobq")
