@@ -205,10 +205,7 @@ class AdmissionGate:
             return Admission(granted=wanted, backlog=-1, closed=False)
         if token is None:
             token = reservation_token(wanted)
-        # The lease outlives a publish retried through a whole Redis outage (producers/outage.py):
-        # a reservation that expired mid-retry would let this batch past the mark.
-        lease_ms = RESERVATION_LEASE_MS + int(2000 * get_settings().producer_retry_for)
-        args = [self.marks.high, self.marks.low, wanted, token, lease_ms]
+        args = [self.marks.high, self.marks.low, wanted, token, self.lease_ms()]
         # A full Redis raises here; the caller turns that into RedisFull with its counts.
         granted, backlog, closed = self._script(keys=self._keys, args=args)
         return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
@@ -237,8 +234,15 @@ class AdmissionGate:
                 "could not release %d reserved job(s) of queue %r; their lease frees them in %d s",
                 admission.granted,
                 self.queue,
-                RESERVATION_LEASE_MS // 1000,
+                self.lease_ms() // 1000,
             )
+
+    @staticmethod
+    def lease_ms() -> int:
+        """How long a reservation lives: past a publish retried through a whole Redis outage
+        (producers/outage.py), since one that expired mid-retry would let its batch past the mark.
+        """
+        return RESERVATION_LEASE_MS + int(2000 * get_settings().producer_retry_for)
 
     def is_closed(self) -> bool:
         """True while producers wait for the backlog to drain to the low-water mark."""

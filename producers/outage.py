@@ -99,7 +99,9 @@ def is_unreachable(exc: BaseException) -> bool:
     if not isinstance(exc, UNREACHABLE):
         return False
     seen: BaseException | None = exc
-    while seen is not None:  # the cause chain: kombu and redis-py wrap the original error
+    for _ in range(8):  # the cause chain (kombu and redis-py wrap the original), bounded
+        if seen is None:
+            break
         if isinstance(seen, _REFUSED) or any(word in str(seen) for word in _REFUSED_WORDS):
             return False
         seen = seen.__cause__ or seen.__context__
