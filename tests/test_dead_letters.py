@@ -130,3 +130,18 @@ def test_the_store_keeps_the_newest_dead_letters_up_to_its_cap(redis_client, mon
     assert [entry["id"] for entry in list_dead(limit=50)] == ids[:2:-1]
     assert count_dead() == 5
     assert redis_client.zcard("jobq:dead:index") == 5
+
+
+def test_a_fire_and_forget_job_stays_so_when_retried_from_the_dead_letters(
+    workers: Any, redis_client: Any
+) -> None:
+    from workers.deadletter import retry_dead
+
+    workers("cpu", concurrency=1)
+    broken = submit("always_fail", message="quiet", ignore_result=True)
+    wait_until(lambda: list_dead(), timeout=30)
+    assert get_dead(broken.id)["ignore_result"] is True
+
+    new_id = retry_dead(broken.id)
+    wait_until(lambda: [e["id"] for e in list_dead()] == [new_id], timeout=30)  # fails again
+    assert get_dead(new_id)["ignore_result"] is True

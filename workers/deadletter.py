@@ -179,7 +179,11 @@ def retry_dead(entry_id: str) -> str:
         raise NotRetryable(f"{entry_id}: {job} is a pipeline; submit it again instead")
     # Positional arguments are a pipeline step's input (the previous step's result): keep them.
     args = entry.get("args") or []
-    result = app.send_task(spec.name, args=args, kwargs=checked, queue=spec.queue)
+    # None unless the job was fire and forget: the job's own declaration then applies.
+    ignore = True if entry.get("ignore_result") else None
+    result = app.send_task(
+        spec.name, args=args, kwargs=checked, queue=spec.queue, ignore_result=ignore
+    )
     remove_dead([entry_id])
     return str(result.id)
 
@@ -250,6 +254,8 @@ def _dead_letter_failed_job(
                 "kwargs": dict(kwargs or {}),
                 "retries": getattr(request, "retries", 0) or 0,
                 "worker": getattr(request, "hostname", None),
+                # Fire and forget stays so when the job is retried from here.
+                "ignore_result": bool(getattr(request, "ignore_result", False)),
             }
         )
     except Exception:  # never turn a failure into a crash of the pool or the consumer
