@@ -67,7 +67,6 @@ def submit(
     ``jobq show ID``, still says how it ended), which saves it a result write per job.
     """
     spec, checked = validate(name, arguments)
-    check_fire_and_forget(spec, ignore_result)
 
     def enqueue() -> JobHandle:
         (handle,) = submit_gated(
@@ -99,7 +98,6 @@ def submit_many(
     ``ignore_result=True``: fire and forget, as for :func:`submit`.
     """
     spec = get_job(name)
-    check_fire_and_forget(spec, ignore_result)
     checked = []
     for index, item in enumerate(arguments):
         try:
@@ -136,6 +134,8 @@ def submit_gated(
     ignore_result: bool = False,
 ) -> list[JobHandle]:
     """:func:`submit_validated` behind the admission gate of the job's (first) queue."""
+    # Every producer path comes through here: refused before the gate reserves anything.
+    check_fire_and_forget(spec, ignore_result)
     if not batch:
         return []
     for arguments in batch:  # last guard for every path, bulk files included: nothing is sent
@@ -169,7 +169,6 @@ def submit_validated(
     spec: JobSpec, batch: Iterable[dict[str, Any]], *, ignore_result: bool = False
 ) -> list[JobHandle]:
     """Enqueue already validated arguments for ``spec``, all over one broker connection."""
-    check_fire_and_forget(spec, ignore_result)
     # None, not False: the job's own declaration (@io_job(ignore_result=True)) then applies.
     ignore = True if ignore_result else None
     # With a correlation id set (workers/logcontext.py) jobs go through apply_async, whose

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from ops.redis_server import RedisServer, free_port, start_redis
 
 from .waiting import wait_until
@@ -48,6 +50,17 @@ def _jobq_submit(
         finally:
             producer.kill()
             producer.communicate()
+
+
+BULK = 30_000  # enough that Redis stops while the producer is still sending
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and restart."""
+    server = start_redis(data_dir=tmp_path / "redis")
+    yield server
+    server.stop()
 
 
 def _jobs_file(path: Path, count: int) -> Path:
@@ -87,46 +100,42 @@ def test_submit_waits_for_a_redis_that_comes_up_late(tmp_path: Path):
             server.stop()
 
 
-def test_a_bulk_submit_goes_on_after_a_redis_restart_and_loses_nothing(tmp_path: Path):
-    server = start_redis(data_dir=tmp_path / "redis")
-    jobs = _jobs_file(tmp_path / "jobs.jsonl", 30_000)
-    try:
-        with _jobq_submit(jobs, redis_url=server.url, retry_for=60) as (producer, err):
-            _stop_mid_submit(server, producer)
-            # Down until the producer has noticed: the retry path, not a silent reconnect.
-            wait_until(lambda: "unreachable" in err.read_text(), timeout=30, message="no notice")
-            server.restart()
-            out, _ = producer.communicate(timeout=120)
-            assert producer.returncode == 0, err.read_text()
-        printed = out.split()
-        assert len(printed) == 30_000
-        # At least once: every reported job is queued (a chunk whose reply was lost in the
-        # restart may be queued twice; none is missing).
-        assert set(printed) <= set(_queued_ids(server))
-    finally:
-        server.stop()
+def test_a_bulk_submit_goes_on_after_a_redis_restart_and_loses_nothing(
+    tmp_path: Path, own_redis: RedisServer
+):
+    jobs = _jobs_file(tmp_path / "jobs.jsonl", BULK)
+    with _jobq_submit(jobs, redis_url=own_redis.url, retry_for=60) as (producer, err):
+        _stop_mid_submit(own_redis, producer)
+        # Down until the producer has noticed: the retry path, not a silent reconnect.
+        wait_until(lambda: "unreachable" in err.read_text(), timeout=30, message="no notice")
+        own_redis.restart()
+        out, _ = producer.communicate(timeout=120)
+        assert producer.returncode == 0, err.read_text()
+    printed = out.split()
+    assert len(printed) == BULK
+    # At least once: every reported job is queued (a chunk whose reply was lost in the restart
+    # may be queued twice; none is missing).
+    assert set(printed) <= set(_queued_ids(own_redis))
 
 
-def test_past_the_window_a_bulk_submit_exits_1_and_prints_what_went_in(tmp_path: Path):
-    server = start_redis(data_dir=tmp_path / "redis")
-    jobs = _jobs_file(tmp_path / "jobs.jsonl", 30_000)
-    try:
-        with _jobq_submit(jobs, redis_url=server.url, retry_for=1) as (producer, err):
-            _stop_mid_submit(server, producer)
-            out, _ = producer.communicate(timeout=60)
-            assert producer.returncode == 1
-        text = " ".join(err.read_text().split())
-        assert "cannot reach Redis at redis://:***@127.0.0.1" in text
-        assert "not submitted (Redis unreachable)" in text
-        server.restart()
-        printed, queued = out.split(), set(_queued_ids(server))
-        # Every id printed is in Redis, and Redis holds nothing more than the batch that was in
-        # flight when it stopped (sent, but its reply lost: not reported as submitted).
-        assert 1000 <= len(printed) < 30_000
-        assert set(printed) <= queued
-        assert len(queued - set(printed)) <= 500
-    finally:
-        server.stop()
+def test_past_the_window_a_bulk_submit_exits_1_and_prints_what_went_in(
+    tmp_path: Path, own_redis: RedisServer
+):
+    jobs = _jobs_file(tmp_path / "jobs.jsonl", BULK)
+    with _jobq_submit(jobs, redis_url=own_redis.url, retry_for=1) as (producer, err):
+        _stop_mid_submit(own_redis, producer)
+        out, _ = producer.communicate(timeout=60)
+        assert producer.returncode == 1
+    text = " ".join(err.read_text().split())
+    assert "cannot reach Redis at redis://:***@127.0.0.1" in text
+    assert "not submitted (Redis unreachable)" in text
+    own_redis.restart()
+    printed, queued = out.split(), set(_queued_ids(own_redis))
+    # Every id printed is in Redis, and Redis holds nothing more than the batch that was in
+    # flight when it stopped (sent, but its reply lost: not reported as submitted).
+    assert 1000 <= len(printed) < BULK
+    assert set(printed) <= queued
+    assert len(queued - set(printed)) <= 500
 
 
 def test_with_no_redis_it_gives_up_after_the_window_with_exit_1(tmp_path: Path):
@@ -145,20 +154,16 @@ def test_with_no_redis_it_gives_up_after_the_window_with_exit_1(tmp_path: Path):
     assert "cannot reach Redis at redis://:***@127.0.0.1" in text
 
 
-def test_a_wrong_password_is_refused_at_once_not_retried(tmp_path: Path):
-    server = start_redis(data_dir=tmp_path / "redis")
-    url = f"redis://:not-the-password@127.0.0.1:{server.port}/0"
-    try:
-        with _jobq_submit(_jobs_file(tmp_path / "one.jsonl", 1), redis_url=url, retry_for=60) as (
-            producer,
-            err,
-        ):
-            out, _ = producer.communicate(timeout=30)  # far less than the 60 s window
-            assert producer.returncode == 1
-        text = err.read_text()
-        assert "retrying" not in text
-        assert "cannot reach Redis" in text
-        assert out.strip() == ""
-        assert server.client().llen("io") == 0
-    finally:
-        server.stop()
+def test_a_wrong_password_is_refused_at_once_not_retried(tmp_path: Path, own_redis: RedisServer):
+    url = f"redis://:not-the-password@127.0.0.1:{own_redis.port}/0"
+    with _jobq_submit(_jobs_file(tmp_path / "one.jsonl", 1), redis_url=url, retry_for=60) as (
+        producer,
+        err,
+    ):
+        out, _ = producer.communicate(timeout=30)  # far less than the 60 s window
+        assert producer.returncode == 1
+    text = err.read_text()
+    assert "retrying" not in text
+    assert "cannot reach Redis" in text
+    assert out.strip() == ""
+    assert own_redis.client().llen("io") == 0
