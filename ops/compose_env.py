@@ -22,7 +22,6 @@ from pathlib import Path
 
 import click
 
-from workers.logcontext import LOG_FORMAT_ENV, LOG_FORMATS
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,14 +48,8 @@ class SettingVar:
     field: str | None = None
 
 
-# Variables jobq reads from the environment outside Settings (read where they take effect).
-EXTRA_VARS = (
-    SettingVar(
-        LOG_FORMAT_ENV,
-        LOG_FORMATS[0],
-        ("Log lines as text or as JSON objects, one per line (workers/logcontext.py).",),
-    ),
-)
+# Variables jobq reads from the environment outside Settings (none: Settings reads them all).
+EXTRA_VARS: tuple[SettingVar, ...] = ()
 
 
 def env_text(value: object) -> str:

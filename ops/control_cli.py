@@ -23,11 +23,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ops.pausing import pause, resume
 from producers.cli import broker_errors
-from workers.pause import UnknownPool, pause, resume
 from workers.pools import POOLS
-from workers.ratelimit import InvalidRate, clear_limit, describe_limits, set_limit
 from workers.registry import UnknownJob, all_jobs, get_job
+from workers.stores.pause_flags import UnknownPool
+from workers.stores.rate_limits import InvalidRate, clear_limit, describe_limits, set_limit
 
 EXIT_BAD_INPUT = 2
 

@@ -2,7 +2,8 @@
 
 Dead letters are jobs that failed for good (error, exhausted retries, lost process, time limit)
 and messages the workers refused (pickle, not JSON, unknown job, invalid arguments); see
-:mod:`workers.deadletter`. Exit status: 0 done; 1 an id was not found or cannot be retried, or
+:mod:`workers.stores.dead_letters`. Exit status: 0 done; 1 an id was not found or cannot be
+retried, or
 Redis could not be reached; 2 bad usage.
 
 Example::
@@ -24,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from producers.cli import broker_errors
-from workers.deadletter import (
+from producers.dead_letters import retry_dead
+from workers.stores.dead_letters import (
     REASONS,
     DeadLetterNotFound,
     NotRetryable,
@@ -32,7 +34,6 @@ from workers.deadletter import (
     get_dead,
     list_dead,
     purge_dead,
-    retry_dead,
 )
 
 out = Console()

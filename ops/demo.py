@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops.demo_summary import JobRecords, job_failed, job_finished
 from ops.local_site import LocalSite, prose
 from producers import submit, validate
-from workers.timings import read_records
+from workers.stores.job_records import read_records
 
 # Rows of the summary, in this order: the two pools and the pipelines that cross them.
 POOL_ROWS = ("io", "cpu", "pipelines")

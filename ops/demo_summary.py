@@ -1,6 +1,7 @@
 """The demo's summary: per pool, how many jobs ran, how many failed, how long they waited and ran.
 
-Pure functions over job records (what :func:`workers.timings.read_records` returns), so the
+Pure functions over job records (what :func:`workers.stores.job_records.read_records`
+returns), so the
 maths is unit-tested without Redis. A job is a list of step records: one for an io or cpu job,
 one per step for a pipeline, whose wait and run times are the sums over its steps. Wall time is
 from the first job sent to the last job finished. ``jobq up --demo`` prints the table.
@@ -17,38 +18,19 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.table import Table
 
+from ops.percentiles import percentile
+
 Record = Mapping[str, Any]
 JobRecords = Sequence[Record]  # the records of one job's steps, in order; {} = not finished
 
 SUCCESS = "SUCCESS"
 FINAL_FAILURES = frozenset({"FAILURE", "REVOKED", "REJECTED"})
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0–100), interpolating between closest ranks; None when empty.
-
-    Linear interpolation is numpy's default, so the numbers match what a reader would compute.
-
-    >>> percentile([10.0], 95)
-    10.0
-    >>> percentile([], 50) is None
-    True
-    """
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, not {q}")
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def job_failed(steps: JobRecords) -> bool:

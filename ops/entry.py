@@ -1,7 +1,7 @@
 """The ``jobq`` console script: the command group, behind a clear error for bad settings.
 
-Settings are read from the environment when the Celery app is built, i.e. while the commands are
-imported; a bad value (``JOBQ_IO_CONCURRENCY=lots``) would otherwise end in a pydantic traceback.
+Settings are read from the environment on first use, while a command runs; a bad value
+(``JOBQ_IO_CONCURRENCY=lots``) would otherwise end in a pydantic traceback.
 
 Example::
 
@@ -19,9 +19,11 @@ EXIT_BAD_SETTINGS = 2
 
 
 def run() -> None:
-    """Import and run the ``jobq`` command group; exit 2 with one line per bad setting."""
+    """Run the ``jobq`` command group; exit 2 with one line per bad setting."""
+    from ops.cli import main
+
     try:
-        from ops.cli import main
+        main(prog_name="jobq")
     except ValidationError as exc:
         for error in exc.errors():
             where = "_".join(str(part) for part in error["loc"]).upper()
@@ -29,4 +31,3 @@ def run() -> None:
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"error: bad setting{' ' + name if name else ''}: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)
-    main(prog_name="jobq")

@@ -21,7 +21,8 @@ metric                                  type       labels / meaning
 ======================================  =========  =============================================
 
 Why the histograms are right across scrapes: workers add every finished job to cumulative
-bucket counters in Redis (:mod:`workers.jobstats`), in the same pipeline as the job record. The
+bucket counters in Redis (:mod:`workers.stores.job_stats`), in the same pipeline as the job
+record. The
 exporter keeps no state; it reads those counters, so any number of workers and exporter
 replicas agree, an exporter restart loses nothing, and Prometheus' ``rate()`` and
 ``histogram_quantile()`` work as intended. (Consuming Celery events instead would lose
@@ -60,8 +61,8 @@ from ops.sampler import (
     unacked_by_queue,
 )
 from producers.queues import queue_depths
-from workers.jobstats import read_histograms, read_totals
-from workers.redis_client import get_redis
+from workers.stores.client import get_redis
+from workers.stores.job_stats import read_histograms, read_totals
 
 DEFAULT_PORT = 9808
 

@@ -1,11 +1,11 @@
-"""The Celery app as Flower loads it: jobq's app on kombu's plain Redis transport.
+"""The Celery app as Flower loads it: jobq's app and settings on kombu's plain Redis transport.
 
-Workers use a guarded Redis transport (``broker_transport`` in workers/app.py, from
-workers/rejection.py) so that bad queue items are dead-lettered instead of dropped. Flower only
+Workers use jobq's own Redis transport (``broker_transport`` in workers/app.py). Flower only
 reads events and queue lengths, but it picks its broker client for ``/api/queues/length`` and the
 Broker page by the URL scheme of the connection, and a custom transport's scheme
-(``workers.rejection:GuardedRedisTransport://``) makes both answer "broker is not supported".
-Flower therefore loads this module: the same app and settings, the standard ``redis://`` scheme.
+(``workers.broker.batched:RedisTransport://``) makes both answer "broker is not supported".
+Flower therefore loads this module: an app built by the same composition root, with kombu
+choosing the transport from the standard ``redis://`` scheme.
 
 Example::
 
@@ -14,9 +14,8 @@ Example::
 
 from __future__ import annotations
 
-from workers.app import app
+from workers.app import create_app
 
-# Flower consumes no jobs, so it needs none of the guard; None = pick by the URL scheme.
-app.conf.broker_transport = None
+app = create_app(stock_transport=True)
 
 __all__ = ["app"]

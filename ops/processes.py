@@ -111,13 +111,13 @@ class WorkerProcess(ManagedProcess):
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the worker answers a Celery ping (it consumes from then on)."""
-        from workers.app import app
+        from workers.app import get_app
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"worker {self.node_name} exited:\n{self.log_tail()}")
-            replies = app.control.ping(destination=[self.node_name], timeout=0.5)
+            replies = get_app().control.ping(destination=[self.node_name], timeout=0.5)
             if replies:
                 return
         raise TimeoutError(f"worker {self.node_name} not ready in {timeout}s:\n{self.log_tail()}")

@@ -31,15 +31,15 @@ from typing import Any
 import click
 import redis
 
+from ops.percentiles import percentile
 from producers.queues import UNACKED_HASH, queue_depths, queue_lists
-from workers import ratelimit
-from workers.jobstats import percentile, pool_of_queue, read_recent, read_totals
+from workers.keys import DELAYED_PREFIX, SAMPLES_KEY, SENT_HEADER
 from workers.pools import POOLS
-from workers.redis_client import get_redis
 from workers.settings import get_settings
-from workers.timings import SENT_HEADER
+from workers.stores import rate_limits
+from workers.stores.client import get_redis
+from workers.stores.job_stats import pool_of_queue, read_recent, read_totals
 
-SAMPLES_KEY = "jobq:samples"
 REDIS_SAMPLES_LIMIT = 10_000
 SAMPLES_TTL = 86_400
 WINDOW_S = 60.0
@@ -99,14 +99,14 @@ def dead_letter_count(client: redis.Redis) -> int:
 
 def rate_limit_stats(client: redis.Redis) -> dict[str, dict[str, float]]:
     """Per job: runs that waited for a rate-limit turn, seconds waited, jobs parked in Redis."""
-    return ratelimit.read_stats(client)
+    return rate_limits.read_stats(client)
 
 
 def parked_by_queue(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
     """Rate-limited jobs parked in Redis until their turn (``jobq:delayed:<queue>``)."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        pipe.zcard(ratelimit.DELAYED_PREFIX + queue)
+        pipe.zcard(DELAYED_PREFIX + queue)
     return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
 
 
@@ -150,10 +150,10 @@ def collect_sample(
             "failed_total": done.get("FAILURE", 0),
             "retries_total": done.get("RETRY", 0),
             "done_last_window": len(recent),
-            "wait_p50_s": percentile(waits, 0.50),
-            "wait_p95_s": percentile(waits, 0.95),
-            "run_p50_s": percentile(runs, 0.50),
-            "run_p95_s": percentile(runs, 0.95),
+            "wait_p50_s": percentile(waits, 50),
+            "wait_p95_s": percentile(waits, 95),
+            "run_p50_s": percentile(runs, 50),
+            "run_p95_s": percentile(runs, 95),
         }
     return {
         "t": round(now, 3),

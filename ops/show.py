@@ -2,7 +2,8 @@
 its pipeline neighbours (the job that sent it, the jobs it sent).
 
 Facts come from two places: the job record the worker wrote when the job ended
-(:mod:`workers.timings`: times, worker, pid, retries, parent, root and correlation ids) and
+(:mod:`workers.stores.job_records`: times, worker, pid, retries, parent, root and correlation
+ids) and
 Celery's result backend (state, result or traceback, children). A job still waiting in a queue
 has neither yet: Celery reports it as PENDING, the same as an id it never saw.
 
@@ -24,9 +25,9 @@ from celery.result import AsyncResult
 from rich.console import Console
 from rich.table import Table
 
-from workers.app import app
-from workers.deadletter import DeadLetterNotFound, get_dead
-from workers.timings import read_records
+from workers.app import get_app
+from workers.stores.dead_letters import DeadLetterNotFound, get_dead
+from workers.stores.job_records import read_records
 
 EXIT_NOT_FOUND = 1
 
@@ -35,14 +36,14 @@ def _neighbour(job_id: str, record: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": job_id,
         "name": record.get("name"),
-        "state": record.get("state") or AsyncResult(job_id, app=app).state,
+        "state": record.get("state") or AsyncResult(job_id, app=get_app()).state,
     }
 
 
 def collect_job(job_id: str) -> dict[str, Any] | None:
     """Everything known about ``job_id``, JSON-ready; None when nothing is known."""
     (record,) = read_records([job_id])
-    result = AsyncResult(job_id, app=app)
+    result = AsyncResult(job_id, app=get_app())
     meta = result.backend.get_task_meta(job_id)
     state = meta.get("status") or result.state
     if state == "PENDING" and record.get("state"):

@@ -42,8 +42,8 @@ from ops.leftovers import record_processes, stop_leftovers
 from ops.processes import ManagedProcess, WorkerProcess, jobq_argv, spawn, start_worker
 from ops.redis_server import RedisServer, start_redis
 from workers.pools import POOLS, io_process_count
-from workers.redis_client import client_for
 from workers.settings import get_settings, redact_url
+from workers.stores.client import client_for
 
 # One gevent process per core: a gevent worker is one Python process, so its CPU per job caps it
 # at one core long before its greenlets run out (issue 6, docs/benchmarks.md). One prefork worker
@@ -85,19 +85,19 @@ def parse_scale(text: str) -> dict[str, int]:
 
 
 def point_this_process_at(url: str) -> None:
-    """Make this process's Celery app and Redis client use ``url``.
+    """Make this process's settings, Redis client and Celery app use ``url``.
 
-    The ``jobq`` command imports the app (and reads its settings) before ``jobq up`` knows which
-    Redis it will start, so the cached settings and client are dropped and the app reconfigured.
-    Nothing has connected yet at this point, so no stale connection survives.
+    ``jobq up`` learns the URL of the Redis it starts only now; the settings, client and app
+    are built on first use from the environment, so setting it and dropping any cached copy
+    is enough. Nothing has connected yet at this point, so no stale connection survives.
     """
-    from workers.app import app, redis_conf
-    from workers.redis_client import get_redis
+    from workers.app import get_app
+    from workers.stores.client import get_redis
 
     os.environ["REDIS_URL"] = url
     get_settings.cache_clear()
     get_redis.cache_clear()
-    app.conf.update(**redis_conf(url))
+    get_app.cache_clear()
 
 
 def port_is_free(port: int) -> bool:

@@ -30,7 +30,7 @@ from rich.text import Text
 
 from ops.sampler import collect_sample
 from producers.status import collect_workers
-from workers.redis_client import get_redis
+from workers.stores.client import get_redis
 
 REFRESH_S = 1.0
 WORKER_POLL_S = 2.0

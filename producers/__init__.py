@@ -13,9 +13,9 @@ from producers.backpressure import QueueFull, RedisFull
 from producers.handle import JobHandle
 from producers.idempotency import IdempotencyConflict
 from producers.submit import submit, submit_many, validate
-from workers.logcontext import correlation
+from workers.correlation import correlation
 from workers.registry import UnknownJob
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 
 __all__ = [
     "IdempotencyConflict",

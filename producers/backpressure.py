@@ -46,48 +46,21 @@ import redis
 
 from producers.outage import UNREACHABLE, ride_out
 from producers.queues import queue_lists
-from workers.ratelimit import DELAYED_PREFIX  # parked rate-limited jobs count as backlog
-from workers.redis_client import get_redis
+from workers.keys import DELAYED_PREFIX, GATE_PREFIX  # parked rate-limited jobs count too
 from workers.settings import Settings, get_settings
+from workers.stores.client import get_redis
+from workers.stores.scripts import LuaScript
 
 OnFull = Literal["wait", "fail"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-GATE_PREFIX = "jobq:gate:"
 # A producer that dies between reserving room and publishing frees it after this long.
 RESERVATION_LEASE_MS = 30_000
 # Polling while the gate is closed: start fast (workers may drain quickly), back off to this.
 MAX_POLL_INTERVAL = 0.5
 
-# KEYS: the queue's priority lists…, delayed zset, closed flag, reservations hash, lease zset.
-# ARGV: high, low, wanted, token, lease_ms.  Returns {granted, backlog, closed(0/1)}.
-_ADMIT = """
-local n = #KEYS
-local delayed, closed_key, held, leases = KEYS[n-3], KEYS[n-2], KEYS[n-1], KEYS[n]
-local high, low, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now_ms)
-if #expired > 0 then
-  redis.call('HDEL', held, unpack(expired))
-  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now_ms)
-end
-local backlog = redis.call('ZCARD', delayed)
-for i = 1, n - 4 do backlog = backlog + redis.call('LLEN', KEYS[i]) end
-for _, v in ipairs(redis.call('HVALS', held)) do backlog = backlog + tonumber(v) end
-if redis.call('EXISTS', closed_key) == 1 then
-  if backlog > low then return {0, backlog, 1} end
-  redis.call('DEL', closed_key)
-end
-local granted = math.min(wanted, high - backlog)
-if granted < wanted then redis.call('SET', closed_key, '1') end
-if granted <= 0 then return {0, backlog, 1} end
-if ARGV[4] == '' then return {granted, backlog, 0} end
-redis.call('HSET', held, ARGV[4], granted)
-redis.call('ZADD', leases, now_ms + tonumber(ARGV[5]), ARGV[4])
-return {granted, backlog, 0}
-"""
+ADMIT = LuaScript(__package__, "admit.lua")
 
 
 class QueueFull(Exception):
@@ -182,7 +155,6 @@ class AdmissionGate:
         self.queue = queue
         self.marks = marks
         self.client = client or get_redis()
-        self._script = self.client.register_script(_ADMIT)
         self._keys = [
             *queue_lists(queue),
             DELAYED_PREFIX + queue,
@@ -207,7 +179,7 @@ class AdmissionGate:
             token = reservation_token(wanted)
         args = [self.marks.high, self.marks.low, wanted, token, self.lease_ms()]
         # A full Redis raises here; the caller turns that into RedisFull with its counts.
-        granted, backlog, closed = self._script(keys=self._keys, args=args)
+        granted, backlog, closed = ADMIT(self.client, keys=self._keys, args=args)
         return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
 
     def release(self, admission: Admission, *, retry_for: float | None = None) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.registry import JobSpec
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from celery.utils.time import utcoffset
 from kombu.utils.json import dumps as kombu_dumps
 
 from producers.outage import ride_out
-from workers.timings import SENT_HEADER
+from workers.keys import CORRELATION_HEADER, SENT_HEADER
 
 # Messages per Redis pipeline: big enough that round trips vanish, small enough that one batch
 # never holds much memory or blocks Redis for long (~1 ms of server time per 1 000 LPUSHes).
@@ -68,6 +68,7 @@ def task_message(
     priority: int = 0,
     sent_at: float | None = None,
     ignore_result: bool | None = None,
+    correlation_id: str | None = None,
 ) -> dict[str, Any]:
     """The envelope ``app.send_task(name, args, kwargs, queue=queue)`` would LPUSH, as a dict.
 
@@ -99,6 +100,8 @@ def task_message(
         "stamps": {},
         SENT_HEADER: sent_at if sent_at is not None else time.time(),
     }
+    if correlation_id:
+        headers[CORRELATION_HEADER] = correlation_id
     return {
         "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
         "content-encoding": "utf-8",
@@ -174,6 +177,7 @@ def publish_many(
     send_sent_event: bool | None = None,
     pipeline_size: int = PIPELINE_SIZE,
     ignore_result: bool | None = None,
+    correlation_id: str | None = None,
 ) -> list[str]:
     """Enqueue one job per kwargs mapping in ``batch``; return the task ids, in order.
 
@@ -207,6 +211,7 @@ def publish_many(
                     reply_to=reply_to,
                     sent_at=sent_at,
                     ignore_result=ignore_result,
+                    correlation_id=correlation_id,
                 )
                 for kwargs in chunk
             ]

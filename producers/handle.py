@@ -14,7 +14,7 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from workers.app import app
+from workers.app import get_app
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class JobHandle:
     @property
     def result(self) -> AsyncResult:
         """Celery's AsyncResult for this job (for a pipeline, its last step)."""
-        return AsyncResult(self.id, app=app)
+        return AsyncResult(self.id, app=get_app())
 
     @property
     def state(self) -> str:

@@ -24,10 +24,11 @@ import uuid
 from collections.abc import Callable
 
 from producers.handle import JobHandle
-from workers.redis_client import get_redis
+from workers.keys import IDEMPOTENCY_PREFIX
 from workers.settings import get_settings
+from workers.stores.client import get_redis
+from workers.stores.scripts import LuaScript
 
-PREFIX = "jobq:idem:"
 PENDING = "pending:"
 # Appended to the stored id of a fire-and-forget job, so a repeat gets a handle that knows it
 # has no result to wait for.
@@ -38,8 +39,7 @@ PENDING_WAIT_S = 10.0
 # included), and no more.
 CLAIM_MARGIN_S = 30
 
-# Delete the claim only if it is still ours (another submitter may hold it after expiry).
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
+RELEASE = LuaScript(__package__, "release_claim.lua")
 
 
 class IdempotencyConflict(RuntimeError):
@@ -47,7 +47,7 @@ class IdempotencyConflict(RuntimeError):
 
 
 def idempotency_key(job: str, key: str) -> str:
-    return f"{PREFIX}{job}:{key}"
+    return f"{IDEMPOTENCY_PREFIX}{job}:{key}"
 
 
 def submit_once(
@@ -72,7 +72,7 @@ def submit_once(
             try:
                 handle = enqueue()
             except BaseException:
-                client.eval(_RELEASE, 1, redis_key, token)
+                RELEASE(client, keys=[redis_key], args=[token])
                 raise
             # The window runs from this (the first) successful submit.
             mark = NO_RESULT_MARK if handle.ignore_result else ""

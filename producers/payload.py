@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from producers.bulk import BulkItem
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
 
 

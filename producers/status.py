@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from producers.queues import queue_depths, unacked_count
-from workers.app import app
-from workers.pause import paused_pools
+from workers.app import get_app
 from workers.pools import POOLS
-from workers.redis_client import get_redis
+from workers.stores.client import get_redis
+from workers.stores.pause_flags import paused_pools
 
 POOL_NAMES = {
     "celery.concurrency.gevent:TaskPool": "gevent",
@@ -44,7 +44,7 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
             "workers": len(serving),
             "active": sum(w["active"] for w in serving),
             "reserved": sum(w["reserved"] for w in serving),
-            # `jobq pause`: the pool's workers take no new jobs (workers/pause.py).
+            # `jobq pause`: the pool's workers take no new jobs (ops/pausing.py).
             "paused": queue in paused,
         }
     return {
@@ -57,7 +57,7 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
 
 def collect_workers(*, timeout: float = 1.0) -> list[dict[str, Any]]:
     """Every worker that answered within ``timeout``: pool, concurrency, counts, queues."""
-    inspector = app.control.inspect(timeout=timeout)
+    inspector = get_app().control.inspect(timeout=timeout)
     stats = inspector.stats() or {}
     if not stats:
         return []

@@ -18,24 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from celery.canvas import Signature
+from celery import Celery
 
 from producers.backpressure import AdmissionGate, GateWait, OnFull, gated_publish
 from producers.fastpublish import publish_many
 from producers.handle import JobHandle
 from producers.idempotency import submit_once
 from producers.payload import check_size
-from workers.app import app
-from workers.logcontext import current_correlation_id
+from workers.app import get_app
+from workers.correlation import current_correlation_id
 from workers.registry import JobSpec, UnknownJob, get_job
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
 
 
 def validate(name: str, arguments: Mapping[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
     """Check a job name and its arguments without sending anything.
 
-    Raises :class:`~workers.registry.UnknownJob` or :class:`~workers.schema.InvalidArguments`.
+    Raises :class:`~workers.registry.UnknownJob` or
+    :class:`~workers.registry.schema.InvalidArguments`.
     """
     spec = get_job(name)
     checked = spec.schema.validate(arguments)
@@ -121,7 +122,7 @@ def check_fire_and_forget(spec: JobSpec, ignore_result: bool) -> None:
 
 def stores_no_result(spec: JobSpec, ignore_result: bool = False) -> bool:
     """True when jobs of ``spec`` submitted so store no result (asked for, or declared)."""
-    return ignore_result or bool(spec.task is not None and spec.task.ignore_result)
+    return ignore_result or spec.ignore_result
 
 
 def submit_gated(
@@ -171,28 +172,37 @@ def submit_validated(
     """Enqueue already validated arguments for ``spec``, all over one broker connection."""
     # None, not False: the job's own declaration (@io_job(ignore_result=True)) then applies.
     ignore = True if ignore_result else None
-    # With a correlation id set (workers/logcontext.py) jobs go through apply_async, whose
-    # before_task_publish signal stamps the id; the fast path builds its own headers.
-    if spec.kind != "pipeline" and current_correlation_id() is None:
+    app = get_app()
+    if spec.kind != "pipeline" and get_settings().fast_paths:
         # Plain jobs: the same Celery messages, built in batches and sent with pipelined LPUSH
         # (producers/fastpublish.py), >10x faster than send_task per job (docs/benchmarks.md).
+        # The correlation id in force (workers/correlation.py) goes in their headers.
         assert spec.queue is not None
-        ids = publish_many(app, spec.name, spec.queue, batch, ignore_result=ignore)
+        ids = publish_many(
+            app,
+            spec.name,
+            spec.queue,
+            batch,
+            ignore_result=ignore,
+            correlation_id=current_correlation_id(),
+        )
         no_result = stores_no_result(spec, ignore_result)
         return [
             JobHandle(id=job_id, name=spec.name, queue=spec.queue, ignore_result=no_result)
             for job_id in ids
         ]
+    # Pipelines (canvases), and every job with JOBQ_FAST_PATHS off: Celery's apply_async,
+    # whose before_task_publish signal adds jobq's headers (workers/features/publish_headers.py).
     with app.producer_or_acquire() as producer:
-        return [_publish(spec, checked, producer, ignore) for checked in batch]
+        return [_publish(app, spec, checked, producer, ignore) for checked in batch]
 
 
 def _publish(
-    spec: JobSpec, checked: dict[str, Any], producer: Any, ignore: bool | None
+    app: Celery, spec: JobSpec, checked: dict[str, Any], producer: Any, ignore: bool | None
 ) -> JobHandle:
     if spec.kind == "pipeline":
         assert spec.build is not None
-        canvas: Signature = spec.build(**checked)
+        canvas = spec.canvas(app, checked)
         result = canvas.apply_async(producer=producer)
         return JobHandle(id=result.id, name=spec.name, queue=None)
     result = app.send_task(

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from ops.pausing import pause, resume
 from ops.processes import jobq_argv
 from ops.redis_server import start_redis
 from producers import submit_many
 from producers.backpressure import AdmissionGate, QueueFull, WaterMarks, gated_publish
 from producers.queues import queue_depths, unacked_count
-from workers.pause import pause, resume
-from workers.probes import read_probe
-from workers.redis_client import get_redis
 from workers.settings import get_settings
-from workers.timings import read_records
+from workers.stores.client import get_redis
+from workers.stores.job_records import read_records
+from workers.stores.probes import read_probe
 
 from .waiting import wait_until
 

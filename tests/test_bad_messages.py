@@ -15,7 +15,7 @@ from typing import Any
 
 from ops.faults.messages import envelope, pickle_envelope, task_body, task_envelope, task_headers
 from tests.waiting import wait_until
-from workers.deadletter import get_dead, list_dead
+from workers.stores.dead_letters import get_dead, list_dead
 
 
 def _dead_ids() -> set[str]:

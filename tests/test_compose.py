@@ -34,7 +34,7 @@ from ops.compose_env import COMPOSE_OWNED, setting_vars, stale_files
 from ops.processes import jobq_argv, spawn
 from tests.waiting import wait_until
 from workers.registry import get_job
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

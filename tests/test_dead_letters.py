@@ -16,8 +16,8 @@ from ops.faults.scenarios import poison_gevent
 from ops.processes import jobq_argv
 from producers import submit, submit_many
 from tests.waiting import wait_until
-from workers.deadletter import get_dead, list_dead
 from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
+from workers.stores.dead_letters import get_dead, list_dead
 
 
 def _runs(redis_client: Any, tag: str, job_id: str) -> int:
@@ -115,8 +115,8 @@ def test_poison_job_killing_the_whole_gevent_worker_is_stopped_by_the_delivery_l
 
 
 def test_the_store_keeps_the_newest_dead_letters_up_to_its_cap(redis_client, monkeypatch):
-    from workers.deadletter import count_dead, dead_letter
     from workers.settings import get_settings
+    from workers.stores.dead_letters import count_dead, dead_letter
 
     monkeypatch.setenv("JOBQ_DEAD_LETTER_MAX", "5")
     get_settings.cache_clear()
@@ -135,7 +135,7 @@ def test_the_store_keeps_the_newest_dead_letters_up_to_its_cap(redis_client, mon
 def test_a_fire_and_forget_job_stays_so_when_retried_from_the_dead_letters(
     workers: Any, redis_client: Any
 ) -> None:
-    from workers.deadletter import retry_dead
+    from producers.dead_letters import retry_dead
 
     workers("cpu", concurrency=1)
     broken = submit("always_fail", message="quiet", ignore_result=True)

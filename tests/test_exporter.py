@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ops.processes import ManagedProcess, jobq_argv, spawn
 from producers import submit_many
 from tests.waiting import wait_until
-from workers.ratelimit import read_stats, set_limit
-from workers.timings import read_records
+from workers.stores.job_records import read_records
+from workers.stores.rate_limits import read_stats, set_limit
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""The worker's cheap repr of small results (workers/fastpath.py) is exactly Celery's saferepr."""
+"""The worker's cheap repr of small results (workers/features/library_patches.py) is exactly
+Celery's saferepr, and the patch that installs it lives and dies with a worker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import celery.app.trace
 import pytest
 from celery.utils.saferepr import saferepr
 
-from workers.fastpath import fast_saferepr
+from workers.features.library_patches import fast_saferepr
 
 RESULTS = [
     {"url": "http://127.0.0.1:8000/100", "status": 200, "bytes": 3, "sha256": "a" * 64},
@@ -34,5 +35,21 @@ def test_fast_saferepr_matches_celerys_saferepr(value, maxlen):
     assert fast_saferepr(value, maxlen) == saferepr(value, maxlen)
 
 
-def test_the_worker_tracer_uses_it():
-    assert celery.app.trace.saferepr is fast_saferepr
+def test_the_patches_are_applied_while_a_worker_is_built_and_undone_when_it_stops():
+    # The bootstep patches in create() (before prefork forks its children) and restores on stop;
+    # a producer process, which never builds a worker, keeps Celery's own (tests/test_structure.py).
+    import redis.utils
+
+    from workers.features.library_patches import LibraryPatches
+
+    original_repr, original_version = celery.app.trace.saferepr, redis.utils.get_lib_version
+    step = LibraryPatches.__new__(LibraryPatches)
+    step.originals = {}
+    step.create(parent=None)
+    try:
+        assert celery.app.trace.saferepr is fast_saferepr
+        assert redis.utils.get_lib_version() == original_version()
+    finally:
+        step.stop(parent=None)
+    assert celery.app.trace.saferepr is original_repr
+    assert redis.utils.get_lib_version is original_version

@@ -20,8 +20,8 @@ from producers import submit_many
 from producers.fastpublish import publish_many
 from tests.waiting import wait_until
 from workers.app import app
-from workers.probes import read_probe
-from workers.timings import SENT_HEADER
+from workers.keys import SENT_HEADER
+from workers.stores.probes import read_probe
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,7 @@ def test_fast_path_jobs_run_on_a_real_worker_with_their_kwargs_and_results(worke
 
 
 def test_submit_many_refuses_a_bad_item_and_sends_nothing(redis_client):
-    from workers.schema import InvalidArguments
+    from workers.registry.schema import InvalidArguments
 
     with pytest.raises(InvalidArguments, match="item 1"):
         submit_many("io_wait", [{"ms": 1}, {"ms": "soon"}])

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from producers import submit, submit_many
-from workers.timings import read_records
+from workers.stores.job_records import read_records
 
 from .waiting import wait_until
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ops.processes import ManagedProcess, jobq_argv, spawn
 from producers import submit_many
 from tests.waiting import wait_until
-from workers.timings import read_records
+from workers.stores.job_records import read_records
 
 pytestmark = pytest.mark.integration
 

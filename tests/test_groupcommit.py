@@ -1,4 +1,4 @@
-"""Group commit (workers/groupcommit.py): batched results, records and acks keep their promises.
+"""Group commit (workers/features/group_commit.py): batched writes and acks keep their promises.
 
 A job is acknowledged only after its result and record are stored; when they cannot be stored
 the acks are dropped (the job runs again after its lease) rather than sent alone. End to end, a
@@ -17,9 +17,10 @@ from kombu import Connection, Exchange, Queue
 
 from producers import submit_many
 from producers.queues import unacked_count
-from workers import groupcommit, jobstats
-from workers.redis_client import get_redis
-from workers.timings import read_records
+from workers.features import group_commit as groupcommit
+from workers.stores import job_stats as jobstats
+from workers.stores.client import get_redis
+from workers.stores.job_records import read_records
 
 from .waiting import wait_until
 
@@ -51,7 +52,7 @@ def _dead_port() -> int:
 
 def test_acks_wait_for_the_batch_and_follow_its_writes(redis_server, redis_client):
     commit = groupcommit.GroupCommit(get_redis())
-    with Connection(redis_server.url, transport="workers.transport:RedisTransport") as conn:
+    with Connection(redis_server.url, transport="workers.broker.batched:RedisTransport") as conn:
         messages = _deliver(conn, 5)
         commit.start()
         try:
@@ -76,7 +77,7 @@ def test_acks_are_dropped_when_their_writes_cannot_be_stored(
     monkeypatch.setattr(groupcommit, "RETRY_FOR_SECONDS", 0.3)
     unreachable = redis.Redis(port=_dead_port(), socket_connect_timeout=0.2)
     commit = groupcommit.GroupCommit(unreachable)
-    with Connection(redis_server.url, transport="workers.transport:RedisTransport") as conn:
+    with Connection(redis_server.url, transport="workers.broker.batched:RedisTransport") as conn:
         messages = _deliver(conn, 3)
         commit.start()
         try:

@@ -19,7 +19,7 @@ from producers import submit, submit_many
 from producers.idempotency import idempotency_key
 from producers.payload import PayloadTooLarge
 from tests.waiting import wait_until
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 
 
 def jobq(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

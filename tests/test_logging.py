@@ -11,8 +11,8 @@ import pytest
 from ops.processes import WorkerProcess, jobq_argv
 from producers import submit
 from tests.waiting import wait_until
-from workers.logcontext import correlation
-from workers.timings import read_records
+from workers.correlation import correlation
+from workers.stores.job_records import read_records
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from producers import submit_many
 from producers.queues import queue_depths, unacked_count
 from producers.status import collect_status
 from workers.app import app
-from workers.pause import is_paused
-from workers.redis_client import get_redis
+from workers.stores.client import get_redis
+from workers.stores.pause_flags import is_paused
 
 from .waiting import wait_until
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from celery import Celery
 
 from ops.local_site import prose
 from producers import submit
+from workers.app import get_app
 from workers.jobs.text import analyze
-from workers.timings import read_records
+from workers.stores.job_records import read_records
+
+from .waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +30,11 @@ def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(workers, local
     assert analysis["words"] == expected["words"]
     assert analysis["top_terms"] == [list(pair) for pair in expected["top_terms"]]
     assert analysis["source"]["sha256"] == hashlib.sha256(page.encode()).hexdigest()
-    # The analysis ran on the CPU worker, the fetch before it on the I/O worker.
-    (last,) = read_records([handle.id])
+    # The analysis ran on the CPU worker, the fetch before it on the I/O worker. A prefork child
+    # writes the job record just after the result (task_postrun): wait for it.
+    (last,) = wait_until(
+        lambda: (records := read_records([handle.id]))[0].get("worker") and records, timeout=10
+    )
     assert last["worker"] == cpu_worker.node_name
     assert last["parent_id"]
     (first,) = read_records([last["parent_id"]])
@@ -78,3 +85,16 @@ def test_download_follows_redirects_and_caps_bodies_outside_a_worker_too(local_s
     assert body == prose(3, 2000).encode()
     with pytest.raises(ResponseTooLarge):
         download(local_site.url("/bytes/5000"), timeout=10, max_bytes=1000)
+
+
+def test_a_pipeline_goes_to_jobq_whatever_celery_app_the_process_made_current(workers, local_site):
+    # A user's process may build its own Celery app (it becomes Celery's current app); the
+    # steps of a jobq pipeline are shared tasks, which follow the current app unless bound.
+    workers("io", concurrency=5)
+    workers("cpu", concurrency=1)
+    Celery("someone-elses-app", broker="redis://127.0.0.1:1/0", set_as_current=True)
+
+    handle = submit("fetch_and_analyze", url=local_site.url("/page/4"), top=3)
+
+    assert handle.get(timeout=60)["words"] == analyze(prose(4, 2000), top=3)["words"]
+    get_app().set_current()

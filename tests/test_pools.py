@@ -8,7 +8,7 @@ import pytest
 
 from producers import submit, submit_many
 from producers.status import collect_workers
-from workers.probes import read_probe
+from workers.stores.probes import read_probe
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from ops.cli import main
 from producers import submit_many
 from producers.queues import UNACKED_HASH, queue_depths
 from producers.status import collect_workers
-from workers.ratelimit import read_stats
-from workers.redis_client import get_redis
+from workers.stores.client import get_redis
+from workers.stores.rate_limits import read_stats
 
 from .waiting import wait_until
 

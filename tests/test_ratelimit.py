@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from ops.cli import main
 from producers import submit_many
-from workers.ratelimit import InvalidRate, effective_rate, parse_rate, read_stats
-from workers.timings import read_records
+from workers.stores.job_records import read_records
+from workers.stores.rate_limits import InvalidRate, effective_rate, parse_rate, read_stats
 
 from .waiting import wait_until
 
@@ -127,7 +127,7 @@ def test_run_time_limits_are_read_once_however_many_jobs_ask_at_the_same_moment(
     import gevent
     import gevent.lock
 
-    from workers import ratelimit
+    from workers.features import rate_limits as ratelimit
 
     reads: list[int] = []
 

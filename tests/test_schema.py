@@ -9,7 +9,7 @@ from producers.bulk import read_jobs
 from producers.cli import parse_assignments
 from workers.pools import POOLS, worker_argv
 from workers.registry import UnknownJob, get_job
-from workers.schema import InvalidArguments
+from workers.registry.schema import InvalidArguments
 from workers.settings import Settings, redact_url
 
 

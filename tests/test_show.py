@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from ops.cli import main
 from producers import submit
 from tests.waiting import wait_until
-from workers.timings import read_records
+from workers.stores.job_records import read_records
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,9 @@ import pytest
 import urllib3
 
 from ops.demo import build_workload
-from ops.demo_summary import job_finished, percentile, summarize_pool, wall_time
+from ops.demo_summary import job_finished, summarize_pool, wall_time
 from ops.leftovers import record_processes, still_running, stop_leftovers
+from ops.percentiles import percentile
 from ops.redis_server import INSTALL_HINT, free_port
 from ops.stack import parse_scale
 from tests.waiting import wait_until

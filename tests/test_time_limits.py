@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.waiting import wait_until
 from workers.app import app
-from workers.deadletter import get_dead, list_dead
+from workers.stores.dead_letters import get_dead, list_dead
 
 
 def send(job: str, queue: str, **options: Any) -> Any:

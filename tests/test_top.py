@@ -14,7 +14,7 @@ from ops.top import TopCollector, TopState, jobs_per_second, render
 from producers import submit_many
 from tests.waiting import wait_until
 from workers.settings import get_settings
-from workers.timings import read_records
+from workers.stores.job_records import read_records
 
 pytestmark = pytest.mark.integration
 

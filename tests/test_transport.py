@@ -19,9 +19,9 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from tests.waiting import wait_until
-from workers.rejection import NOT_AN_ENVELOPE
+from workers.broker.envelopes import NOT_AN_ENVELOPE
 
-TRANSPORT = "workers.transport:RedisTransport"
+TRANSPORT = "workers.broker.batched:RedisTransport"
 QUEUE = Queue("tq", Exchange("tq", type="direct"), routing_key="tq")
 
 

@@ -3,7 +3,7 @@
 The command replaces itself with ``celery worker`` (``exec``), so the worker is the process
 that receives signals: ``docker stop`` or ``kill -TERM`` reach Celery's main process directly,
 which warm-shuts down (running jobs finish, reserved ones go back to the queue). Never signal the
-whole process group: that kills prefork children mid-job (shared notes §5).
+whole process group: that kills prefork children mid-job instead of letting them finish.
 
 Example::
 

@@ -49,6 +49,24 @@ POOLS: dict[str, PoolProfile] = {
 }
 
 
+def on_gevent() -> bool:
+    """True in a process that gevent has monkey-patched: a worker of the I/O pool.
+
+    Celery patches only when it sees ``-P gevent`` on the command line, so this is the one
+    reliable test, in the worker and in the jobs it runs.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return bool(monkey.is_module_patched("socket"))
+
+
+def is_gevent_pool(pool: object) -> bool:
+    """True when ``pool`` (a worker's ``parent.pool`` in a bootstep) is Celery's gevent pool."""
+    return pool is not None and type(pool).__module__ == "celery.concurrency.gevent"
+
+
 def io_process_count(settings: Settings) -> int:
     """How many ``jobq worker io`` processes to run: ``JOBQ_IO_PROCESSES``, else one per core.
 
@@ -81,7 +99,7 @@ def worker_argv(
 
     The pool is chosen with ``-P`` on the command line on purpose: Celery monkey-patches for
     gevent only when it sees ``-P gevent`` in ``sys.argv``; configuring ``worker_pool`` instead
-    leaves sockets blocking and the worker hangs (shared notes §4).
+    leaves sockets blocking and the worker hangs.
     """
     argv = [
         sys.executable,
@@ -110,7 +128,8 @@ def worker_argv(
         argv += [
             "-c",
             str(concurrency or settings.io_concurrency),
-            # gevent has only a hard limit, and it fires where the job yields (shared notes §4).
+            # gevent has only a hard limit, and it fires only where the job yields to the hub
+            # (workers/features/time_limits.py adds a soft limit and a watchdog).
             "--time-limit",
             str(settings.io_time_limit),
         ]

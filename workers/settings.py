@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     fault_jobs: bool = False
 
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_format: str = Field(default="text", pattern=r"^(text|json)$")
+    # Speed-ups on private Celery/kombu internals; off = stock code paths, every guarantee kept.
+    fast_paths: bool = True
 
     # --- Back pressure and rate limits (issue 3): producers/backpressure.py, ratelimit.py ---
     # Admission gate per queue: over the high-water mark producers wait (or fail with

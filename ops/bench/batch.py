@@ -13,12 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ops.bench.harness import EventTap, Meter, Workers, percentile, publish, purge
+from ops.bench.harness import EventTap, Meter, Workers, publish, purge
+from ops.percentiles import percentile
 from ops.redis_server import RedisServer
 
 
@@ -84,7 +86,7 @@ def measure_batch(
         "rss_mb": meter.rss_peak / 1e6,
         # How much CPU the workers got: on a shared machine, less than the cores they could use.
         "cores_used": meter.cpu_seconds / elapsed if elapsed > 0 else float("nan"),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50, empty=math.nan),
+        "p99_ms": percentile(latencies, 99, empty=math.nan),
         "failed": float(len(tap.failed)),
     }

@@ -52,7 +52,7 @@ def round_single(jobs: int) -> float:
 
 
 def measure(rounds: int, many: int, single: int) -> dict[str, Any]:
-    from workers.redis_client import get_redis
+    from workers.stores.client import get_redis
 
     samples: dict[str, list[float]] = {}
     for index in range(rounds):

@@ -68,9 +68,9 @@ def publish(
 ) -> list[str]:
     """Enqueue jobs with jobq's fast path (plain Celery messages; any worker consumes them)."""
     from producers.fastpublish import publish_many
-    from workers.app import app
+    from workers.app import get_app
 
-    return publish_many(app, name, queue, batch, ignore_result=ignore_result)
+    return publish_many(get_app(), name, queue, batch, ignore_result=ignore_result)
 
 
 def purge(server: RedisServer, queues: Sequence[str]) -> None:
@@ -317,15 +317,6 @@ class Meter:
         self._thread.join(timeout=5)
         self.rss_peak = max(self.rss_peak, self._rss_now())
         self.cpu_seconds = self._cpu_now() - self._start
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The ``pct`` percentile (nearest rank) of ``values``; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float]:

@@ -14,18 +14,20 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from ops.bench.batch import Job, publish_jobs
-from ops.bench.harness import EventTap, Workers, percentile, publish, purge
+from ops.bench.harness import EventTap, Workers, publish, purge
 from ops.bench.rounds import (
     Metric,
     ScenarioSpec,
     Setup,
     run_scenario,
 )
+from ops.percentiles import percentile
 from ops.redis_server import RedisServer
 
 SIZES = {
@@ -81,9 +83,9 @@ def measure_latency(server: RedisServer, size: dict[str, float]) -> dict[str, fl
         (done[job_id] - sent) * 1000 for job_id, sent in submitted.items() if job_id in done
     ]
     return {
-        "p50_ms": percentile(latencies, 50),
-        "p95_ms": percentile(latencies, 95),
-        "p99_ms": percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50, empty=math.nan),
+        "p95_ms": percentile(latencies, 95, empty=math.nan),
+        "p99_ms": percentile(latencies, 99, empty=math.nan),
         "io_jobs": float(len(submitted)),
         "unfinished": float(len(submitted) - len(done)),
     }

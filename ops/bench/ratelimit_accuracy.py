@@ -33,7 +33,7 @@ from ops.bench.backpressure_harness import DOCS, Sampler, save_json, wait_ready
 from ops.bench.harness import private_redis
 from ops.processes import ManagedProcess, spawn, start_worker
 from ops.redis_server import RedisServer
-from workers.ratelimit import parse_rate
+from workers.stores.rate_limits import parse_rate
 
 RATES = ("20/s", "2/s")
 WARMUP = 1.0
@@ -73,7 +73,7 @@ def completions_celery(server: RedisServer, _: list[str]) -> list[float]:
 
 
 def completions_jobq(_: RedisServer, ids: list[str]) -> list[float]:
-    from workers.timings import read_records
+    from workers.stores.job_records import read_records
 
     # Parked runs leave a record too (state IGNORED); count the runs that did the work.
     records = read_records(ids)
@@ -98,7 +98,7 @@ def run(
             done = completions_celery
         else:
             from producers import submit_many
-            from workers.ratelimit import set_limit
+            from workers.stores.rate_limits import set_limit
 
             set_limit("io_wait", rate_text)
             ids = [h.id for h in submit_many("io_wait", [{"ms": 1}] * jobs)]

@@ -93,7 +93,13 @@ class Lab:
     def producer(self) -> Celery:
         """A Celery client bound to this lab's Redis (JSON, like every jobq producer)."""
         if self._producer is None:
-            app = Celery("jobq-lab", broker=self.redis.url, backend=self.redis.url)
+            # Not the current app: jobs and canvases in this process keep resolving to jobq's.
+            app = Celery(
+                "jobq-lab",
+                broker=self.redis.url,
+                backend=self.redis.url,
+                set_as_current=False,
+            )
             app.conf.update(
                 task_serializer="json",
                 accept_content=["json"],

@@ -29,8 +29,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from workers.jobs.synthetic import spin
-from workers.redis_client import get_redis
 from workers.registry import cpu_job, io_job
+from workers.stores.client import get_redis
 
 Millis = Annotated[int, Field(ge=0, le=600_000)]
 EFFECTS_PREFIX = "jobq:effects:"

@@ -7,7 +7,7 @@ job is what bounds throughput (docs/benchmarks.md). Under the gevent pool its so
 other greenlets, so one process keeps hundreds of requests in flight; outside gevent (tests,
 a prefork pipeline step) it simply blocks. Every call is bounded by ``timeout`` as a whole:
 gevent's hard time limit fires only where a job yields, so a request without one could hold a
-greenlet forever (shared notes §4). HTTPS certificates are verified.
+greenlet forever. HTTPS certificates are verified.
 
 Example::
 
@@ -28,13 +28,13 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from pydantic import Field
 
-from workers.ratelimit import by_host
-from workers.redis_client import get_redis
+from workers.keys import BODY_PREFIX
 from workers.registry import io_job
+from workers.registry.rates import by_host
 from workers.settings import get_settings
+from workers.stores.client import get_redis
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$", max_length=2048)]
-BODY_PREFIX = "jobq:body:"
 BODY_TTL_SECONDS = 3600
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from workers.probes import probe
 from workers.registry import cpu_job, io_job
+from workers.stores.probes import probe
 
 Millis = Annotated[int, Field(ge=0, le=600_000)]
 

@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from workers.redis_client import get_redis
 from workers.registry import cpu_job
+from workers.stores.client import get_redis
 
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 from celery.signals import task_postrun
 
-from workers.redis_client import get_redis
-from workers.settings import get_settings
+from workers.keys import STARTS_PREFIX
+from workers.settings import Settings, get_settings
+from workers.stores.client import get_redis
 
-STARTS_PREFIX = "jobq:starts:"
 STARTS_TTL = 7 * 86_400
 
 
@@ -51,7 +51,6 @@ def check_delivery_limit(task: Task) -> None:
         )
 
 
-@task_postrun.connect
 def _clear_starts(task_id: str | None = None, task: Task | None = None, **_: Any) -> None:
     # The run ended (success, failure or retry): it did not kill its process.
     if task_id and task is not None:
@@ -59,3 +58,8 @@ def _clear_starts(task_id: str | None = None, task: Task | None = None, **_: Any
         delivery = getattr(request, "delivery_info", None) or {}
         if delivery.get("redelivered") or (getattr(request, "retries", 0) or 0) > 0:
             get_redis().delete(STARTS_PREFIX + task_id)
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Clear a job's start count when its run ends (the check itself runs in JobTask)."""
+    task_postrun.connect(_clear_starts, weak=False, dispatch_uid="jobq.delivery_limit")

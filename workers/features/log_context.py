@@ -1,12 +1,7 @@
-"""Log lines that say which job they belong to, and a correlation id that follows a job around.
+"""Log lines that say which job they belong to, as text or JSON.
 
 Inside a worker, every log record gets the running job's id, name, queue, pool, process id and
-greenlet (gevent) or thread (prefork), plus its *correlation id*. The correlation id is given at
-submit (``jobq submit … --correlation-id ID``, or ``with correlation("ID"): submit(…)``) and
-travels in the message header ``jobq_correlation_id``; every job a job publishes (the next step
-of a pipeline, a retry) inherits it. Without one, the correlation id is Celery's ``root_id``: the
-id of the first job of the pipeline, made at submit — so it is always there.
-
+greenlet (gevent) or thread (prefork), plus its correlation id (:mod:`workers.correlation`).
 Two formats, chosen with ``JOBQ_LOG_FORMAT`` (``text`` default, ``json``) or
 ``jobq worker … --log-format json``: JSON puts one object per line, for log shippers.
 
@@ -16,103 +11,37 @@ Example::
     {"ts": "...", "level": "INFO", "message": "fetched ...", "job_id": "6f1…",
      "job_name": "fetch_url", "queue": "io", "pool": "io", "pid": 4242,
      "greenlet": "greenlet-7", "correlation_id": "order-17"}
-
-    with correlation("order-17"):
-        submit("fetch_and_analyze", url=...)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-import click
-from celery._state import get_current_task
-from celery.signals import after_setup_logger, after_setup_task_logger, before_task_publish
+from celery import Celery, current_task
+from celery.signals import after_setup_logger, after_setup_task_logger
 
-from workers.jobstats import pool_of_queue
+from workers.correlation import correlation_of
+from workers.pools import on_gevent
+from workers.settings import Settings, get_settings
+from workers.stores.job_stats import pool_of_queue
 
-CORRELATION_HEADER = "jobq_correlation_id"
-LOG_FORMAT_ENV = "JOBQ_LOG_FORMAT"
-LOG_FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("job_id", "job_name", "queue", "pool", "pid", "greenlet", "correlation_id")
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
-
-_correlation: ContextVar[str | None] = ContextVar("jobq_correlation_id", default=None)
-
-
-@contextlib.contextmanager
-def correlation(correlation_id: str | None) -> Iterator[None]:
-    """Jobs submitted inside this block carry ``correlation_id`` (None: no change)."""
-    token = _correlation.set(correlation_id) if correlation_id else None
-    try:
-        yield
-    finally:
-        if token is not None:
-            _correlation.reset(token)
-
-
-def use_correlation_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
-    """Click callback for ``--correlation-id``: jobs this command submits carry ``value``.
-
-    The command line is one short-lived process, so setting the context variable for the rest
-    of it is exactly the scope wanted, with no change to the command's own code.
-    """
-    if value:
-        if not value.isprintable() or len(value) > 200:
-            raise click.BadParameter("must be printable text of at most 200 characters")
-        _correlation.set(value)
-    return value
-
-
-def current_correlation_id() -> str | None:
-    """The correlation id in force here: the running job's, else the one set at submit."""
-    task = get_current_task()
-    if task is not None and not task.request.called_directly:
-        return correlation_of(task.request)
-    return _correlation.get()
-
-
-def correlation_of(request: Any) -> str:
-    """A job's correlation id: its header, else its pipeline's root id, else its own id."""
-    return (
-        getattr(request, CORRELATION_HEADER, None)
-        or getattr(request, "root_id", None)
-        or getattr(request, "id", None)
-        or ""
-    )
-
-
-@before_task_publish.connect
-def _stamp_correlation(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    # Runs in producers and in workers (a pipeline's next step, a retry): the message inherits
-    # the correlation id of the job publishing it, or the one set with correlation().
-    if headers is None or headers.get(CORRELATION_HEADER):
-        return
-    correlation_id = current_correlation_id()
-    if correlation_id:
-        headers[CORRELATION_HEADER] = correlation_id
 
 
 def _execution_unit() -> str:
     """The greenlet (gevent worker) or thread running this code."""
-    try:
+    if on_gevent():
         from gevent import getcurrent
-        from gevent.monkey import is_module_patched
 
-        if is_module_patched("threading"):
-            current = getcurrent()
-            ident = getattr(current, "minimal_ident", None) or id(current)
-            return f"greenlet-{ident}"
-    except ImportError:  # gevent is optional outside the I/O pool
-        pass
+        current = getcurrent()
+        ident = getattr(current, "minimal_ident", None) or id(current)
+        return f"greenlet-{ident}"
     return threading.current_thread().name
 
 
@@ -136,12 +65,12 @@ class JobContextFilter(logging.Filter):
 
 def job_context() -> dict[str, Any]:
     """The context fields for the code running now ("-" where there is no job)."""
-    task = get_current_task()
     context: dict[str, Any] = dict.fromkeys(CONTEXT_FIELDS, "-")
     context["pid"] = os.getpid()
     context["greenlet"] = _execution_unit()
-    if task is None or task.request.called_directly:
+    if not current_task or current_task.request.called_directly:
         return context
+    task = current_task
     request = task.request
     queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or ""
     context.update(
@@ -187,18 +116,10 @@ class JsonJobFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def log_format() -> str:
-    """``JOBQ_LOG_FORMAT``: ``text`` (default) or ``json``."""
-    value = os.environ.get(LOG_FORMAT_ENV, "text").strip().lower() or "text"
-    if value not in LOG_FORMATS:
-        raise ValueError(f"{LOG_FORMAT_ENV}={value!r}: expected one of {', '.join(LOG_FORMATS)}")
-    return value
-
-
-def install(logger: logging.Logger) -> None:
+def format_handlers(logger: logging.Logger) -> None:
     """Put the job-context filter and jobq's formatter on every handler of ``logger``."""
     formatter: logging.Formatter = (
-        JsonJobFormatter() if log_format() == "json" else TextJobFormatter(TEXT_FORMAT)
+        JsonJobFormatter() if get_settings().log_format == "json" else TextJobFormatter(TEXT_FORMAT)
     )
     for handler in logger.handlers:
         if not any(isinstance(f, JobContextFilter) for f in handler.filters):
@@ -206,10 +127,16 @@ def install(logger: logging.Logger) -> None:
         handler.setFormatter(formatter)
 
 
-@after_setup_logger.connect
-@after_setup_task_logger.connect
-def _install_on_celery_loggers(logger: logging.Logger | None = None, **_: Any) -> None:
+def _on_logging_set_up(logger: logging.Logger | None = None, **_: Any) -> None:
     # Celery sets up the root logger and the "celery.task" logger (which does not propagate),
     # in the worker and again in each prefork child; both signals land here.
     if logger is not None:
-        install(logger)
+        format_handlers(logger)
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Format the worker's log lines with the running job's context."""
+    after_setup_logger.connect(_on_logging_set_up, weak=False, dispatch_uid="jobq.log_context")
+    after_setup_task_logger.connect(
+        _on_logging_set_up, weak=False, dispatch_uid="jobq.log_context.task"
+    )

@@ -13,7 +13,7 @@ changes how many round trips they take:
   for those messages, the window in which a worker dying between kombu's BRPOP and its
   bookkeeping loses the message. An idle worker still blocks on BRPOP: no polling.
 * **Batched acks.** On a gevent worker, an ack's Redis side goes out with the group commit
-  (workers/groupcommit.py), after the job's result; elsewhere it is kombu's.
+  (workers/features/group_commit.py), after the job's result; elsewhere it is kombu's.
 * **No stall on a full window.** With batched fetch a gevent worker's prefetch window fills in
   a few round trips; kombu's synchronous poller then waits on an idle socket until its 2 s
   timeout even though jobs finished meanwhile. The QoS wakes the poller (a self-pipe) as soon
@@ -22,15 +22,18 @@ changes how many round trips they take:
   ack; building one copies ~300 response callbacks (~0.4 ms). The channel keeps one, on the
   same connection pool.
 * **Refused envelopes.** Items that are not kombu envelopes are refused as in
-  :class:`~workers.rejection.GuardedChannel`; the script leaves them unrecorded and the
+  :class:`~workers.broker.envelopes.GuardedChannel`; the script leaves them unrecorded and the
   consumer dead-letters them.
 
-Selected with ``broker_transport = "workers.transport:RedisTransport"`` (workers/app.py).
+Selected with ``broker_transport = "workers.broker.batched:RedisTransport"`` by workers/app.py when
+``JOBQ_FAST_PATHS`` is on (the default). It relies on kombu internals (``Channel._brpop_read``,
+``QoS._delivered``, ``MultiChannelPoller``); with the switch off, workers use only the guard of
+:mod:`workers.broker.envelopes` and kombu's own fetch and acks.
 
 Example::
 
     >>> from kombu import Connection
-    >>> Connection("redis://127.0.0.1:6379/0", transport="workers.transport:RedisTransport")
+    >>> Connection("redis://127.0.0.1:6379/0", transport="workers.broker.batched:RedisTransport")
 """
 
 from __future__ import annotations
@@ -47,53 +50,15 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.eventio import READ
 from kombu.utils.json import dumps
 
-from workers import groupcommit
-from workers.rejection import GuardedChannel, GuardedRedisTransport, decode_envelope
+from workers.broker.envelopes import GuardedChannel, GuardedRedisTransport, decode_envelope
+from workers.features import group_commit
+from workers.stores.scripts import LuaScript
 
 # Most messages one fetch adds to the one BRPOP returned: large enough to amortize the round
 # trip, small enough that one worker does not drain a short queue its peers could share.
 FETCH_BATCH = 32
 
-# KEYS: unacked_index, unacked, then the queue lists in BRPOP order.
-# ARGV: now, how many more to pop, the BRPOP'd message's tag and its unacked record ('' = none).
-# Returns a flat list: key number (1-based, among the queue keys), item, tag ('' = unrecorded).
-# The unacked record is kombu's: JSON [envelope, exchange, routing_key], built by concatenation
-# so the envelope is stored byte for byte as it was queued.
-_FETCH = """
-local now = ARGV[1]
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-end
-local out = {}
-local want = tonumber(ARGV[2])
-local k = 3
-while want > 0 and k <= #KEYS do
-  local item = redis.call('RPOP', KEYS[k])
-  if item then
-    local tag = ''
-    local ok, msg = pcall(cjson.decode, item)
-    if ok and type(msg) == 'table' and type(msg.properties) == 'table' then
-      local props = msg.properties
-      local info = props.delivery_info
-      if type(props.delivery_tag) == 'string' and type(info) == 'table'
-          and type(info.exchange) == 'string' and type(info.routing_key) == 'string' then
-        tag = props.delivery_tag
-        redis.call('ZADD', KEYS[1], now, tag)
-        redis.call('HSET', KEYS[2], tag, '[' .. item .. ',' .. cjson.encode(info.exchange)
-          .. ',' .. cjson.encode(info.routing_key) .. ']')
-      end
-    end
-    out[#out + 1] = k - 2
-    out[#out + 1] = item
-    out[#out + 1] = tag
-    want = want - 1
-  else
-    k = k + 1
-  end
-end
-return out
-"""
+FETCH = LuaScript(__package__, "fetch_and_record.lua")
 
 
 class BatchedQoS(redis_transport.QoS):
@@ -111,7 +76,7 @@ class BatchedQoS(redis_transport.QoS):
         super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        commit = groupcommit.active()
+        commit = group_commit.active()
         if commit is not None:
             # The Redis side goes with the batch, which then calls release(): until then the
             # delivery still counts against the prefetch window, so the window bounds what the
@@ -241,10 +206,12 @@ class BatchedChannel(GuardedChannel):
             for queue in queues:
                 keys.append(self._q_for_pri(queue, pri))
                 names.append(queue)
-        reply = self._fetch_script(
-            keys=[self.unacked_index_key, self.unacked_key, *keys],
-            args=[time.time(), more, tag, record],
-        )
+        with self.conn_or_acquire() as client:
+            reply = FETCH(
+                client,
+                keys=[self.unacked_index_key, self.unacked_key, *keys],
+                args=[time.time(), more, tag, record],
+            )
         self.qos.recorded.add(tag)
         deliveries = [(first, dest)]
         for i in range(0, len(reply), 3):
@@ -259,14 +226,6 @@ class BatchedChannel(GuardedChannel):
                 self.qos._remove_from_indices(recorded).execute()
             deliveries.append((payload, queue))
         return deliveries
-
-    @property
-    def _fetch_script(self) -> Any:
-        script = self.__dict__.get("_jobq_fetch_script")
-        if script is None:
-            with self.conn_or_acquire() as client:
-                script = self.__dict__["_jobq_fetch_script"] = client.register_script(_FETCH)
-        return script
 
 
 class RedisTransport(GuardedRedisTransport):

@@ -1,7 +1,7 @@
 """Worker-side job statistics in Redis: cumulative histograms, counters and a recent window.
 
-When a job ends, the record writer (:mod:`workers.timings`) adds it here in the same Redis
-pipeline. Three structures, all small and bounded:
+When a job ends, the record writer (:mod:`workers.features.job_records`) adds it here in the
+same Redis pipeline. Three structures, all small and bounded:
 
 - ``jobq:stats:hist:{wait,run}``: one hash per measure; fields ``job|pool|le`` count jobs per
   bucket (not cumulative), ``job|pool|sum`` and ``job|pool|count``. Cumulative since Redis
@@ -20,17 +20,15 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from workers.keys import HIST_PREFIX, RECENT_PREFIX, TOTAL_KEY
 from workers.pools import POOLS
+from workers.stores.scripts import LuaScript
 
-HIST_KEY = "jobq:stats:hist:"  # + "wait" | "run"
-TOTAL_KEY = "jobq:stats:total"
-RECENT_KEY = "jobq:stats:recent:"  # + queue
 # Enough for p95 over a minute at ~30 jobs/s; at higher rates the window is the last N jobs.
 RECENT_LIMIT = 2000
 RECENT_TTL = 3600
@@ -84,28 +82,14 @@ def format_bound(bound: float) -> str:
 # All of one job's updates in one Lua call: as nine separate commands they cost the worker
 # ~0.12 ms of client CPU per job (redis-py packs and parses each), as one EVAL ~0.05 ms
 # (measured: 3 000 record writes, min of 4 rounds, on 2 shared cores).
-_ADD_JOB = """
-redis.call('HINCRBY', KEYS[1], ARGV[1] .. ARGV[2], 1)
-for i = 0, 1 do
-  local label, value = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
-  if label ~= '' then
-    redis.call('HINCRBY', KEYS[2 + i], ARGV[1] .. label, 1)
-    redis.call('HINCRBYFLOAT', KEYS[2 + i], ARGV[1] .. 'sum', value)
-    redis.call('HINCRBY', KEYS[2 + i], ARGV[1] .. 'count', 1)
-  end
-end
-if ARGV[7] ~= '' then
-  redis.call('LPUSH', KEYS[4], ARGV[7])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
-  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[9]))
-end
-"""
+ADD_JOB = LuaScript(__package__, "add_job_stats.lua")
 
 
 def add_job(pipe: Any, record: dict[str, Any]) -> None:
     """Queue the statistics updates for one finished job on a Redis pipeline (one Lua call).
 
-    ``record`` is a job record as :mod:`workers.timings` writes it (floats or "" for times).
+    ``record`` is a job record as :mod:`workers.features.job_records` writes it (floats or ""
+    for times).
     """
     name = record.get("name") or "unknown"
     queue = record.get("queue") or ""
@@ -118,21 +102,12 @@ def add_job(pipe: Any, record: dict[str, Any]) -> None:
     for value in (wait, run):
         measures += ["", "0"] if value is None else [bucket_label(value), repr(value)]
     recent = f"{finished:.3f} {_num(wait)} {_num(run)}" if queue and finished else ""
-    # EVAL with the script's text rather than EVALSHA: Redis caches the compiled script either
-    # way, and a Redis restart (empty script cache) can never make a job's stats fail.
-    pipe.eval(
-        _ADD_JOB,
-        4,
-        TOTAL_KEY,
-        HIST_KEY + "wait",
-        HIST_KEY + "run",
-        RECENT_KEY + (queue or "-"),
-        prefix,
-        state,
-        *measures,
-        recent,
-        RECENT_LIMIT,
-        RECENT_TTL,
+    # EVAL with the text on the pipeline: a Redis restart (empty script cache) can never make
+    # a job's statistics fail.
+    ADD_JOB.queue(
+        pipe,
+        keys=[TOTAL_KEY, HIST_PREFIX + "wait", HIST_PREFIX + "run", RECENT_PREFIX + (queue or "-")],
+        args=[prefix, state, *measures, recent, RECENT_LIMIT, RECENT_TTL],
     )
 
 
@@ -153,7 +128,7 @@ class Histogram:
 
 def read_histograms(client: redis.Redis, measure: str) -> list[Histogram]:
     """Every (job, pool) histogram of ``measure`` (``wait`` or ``run``), buckets cumulated."""
-    raw: dict[str, str] = client.hgetall(HIST_KEY + measure)
+    raw: dict[str, str] = client.hgetall(HIST_PREFIX + measure)
     grouped: dict[tuple[str, str], dict[str, str]] = {}
     for field, value in raw.items():
         job, pool, part = field.rsplit(FIELD_SEPARATOR, 2)
@@ -202,7 +177,7 @@ def read_recent(client: redis.Redis, queue: str, *, since: float) -> list[Recent
     Every entry is checked: workers push concurrently, so the list is only roughly by time.
     """
     jobs = []
-    for entry in client.lrange(RECENT_KEY + queue, 0, RECENT_LIMIT - 1):
+    for entry in client.lrange(RECENT_PREFIX + queue, 0, RECENT_LIMIT - 1):
         finished, wait, run = entry.split(" ")
         if float(finished) < since:
             continue
@@ -214,16 +189,3 @@ def read_recent(client: redis.Redis, queue: str, *, since: float) -> list[Recent
             )
         )
     return jobs
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """The nearest-rank percentile (``fraction`` in 0..1) of ``values``; None when empty.
-
-    >>> percentile([1, 2, 3, 4], 0.5), percentile([], 0.95)
-    (2, None)
-    """
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]

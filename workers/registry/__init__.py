@@ -1,8 +1,12 @@
-"""Declaring jobs: ``@io_job``, ``@cpu_job`` and ``@pipeline``.
+"""Declaring jobs: ``@io_job``, ``@cpu_job`` and ``@pipeline``, and looking them up by name.
 
 A job's kind is declared once, where it is defined; its queue and pool follow from the pool
 profiles in :mod:`workers.pools`. The registered Celery task name is the job's plain name
 (``fetch_url``, not ``workers.jobs.http.fetch_url``), so any Celery client can send it.
+
+Jobs are Celery ``shared_task``s: a module of jobs needs no app, and the app
+(workers/app.py) picks them up when it is built. Routing is one router function,
+:func:`route_job`, that looks the queue up here.
 
 Example::
 
@@ -15,20 +19,21 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from celery import Task
+from celery import Celery, Task, current_app, shared_task
 from celery.canvas import Signature
 
-from workers.app import app
-from workers.delivery_limit import check_delivery_limit
+from workers.keys import QUEUE_ATTRIBUTE
 from workers.pools import POOLS
-from workers.ratelimit import rate_options, wait_for_turn
-from workers.retrying import retry_options
-from workers.schema import ArgumentSchema, InvalidArguments
-from workers.timelimits import soft_time_limit
+from workers.registry.rates import KeyFunction, rate_options
+from workers.registry.retrying import retry_options
+from workers.registry.schema import ArgumentSchema, InvalidArguments
+from workers.registry.task import JobTask
+from workers.settings import Settings, get_settings
 
 JobKind = Literal["io", "cpu", "pipeline"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,9 +56,28 @@ class JobSpec:
     kind: JobKind
     schema: ArgumentSchema
     doc: str
-    # The Celery task for io/cpu jobs; for pipelines, a function building the canvas.
+    # The Celery task for io/cpu jobs (a shared_task proxy); for pipelines, the canvas builder.
     task: Task | None = None
     build: Callable[..., Signature] | None = None
+    # As declared: fire and forget by default, the cluster-wide rate and its key function.
+    ignore_result: bool = False
+    rate: str | None = None
+    rate_key: KeyFunction | None = None
+
+    def canvas(self, app: Celery, arguments: dict[str, Any]) -> Signature:
+        """A pipeline's canvas for ``arguments``, its steps bound to ``app``.
+
+        The steps are shared tasks, and ``fetch_url.s(...)`` binds to whichever Celery app the
+        process made current last (a user's own app, say); building with ``app`` current, then
+        restoring the previous one, sends every step through jobq's broker.
+        """
+        assert self.build is not None, f"{self.name} is not a pipeline"
+        previous = current_app._get_current_object()
+        app.set_current()
+        try:
+            return self.build(**arguments)
+        finally:
+            previous.set_current()
 
     @property
     def queue(self) -> str | None:
@@ -64,55 +88,32 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {}
 
 
-class JobTask(Task):
-    """Base task of every jobq job: validates arguments again on the worker before running.
-
-    A message can come from any Celery client, not only jobq's producers, so the worker does not
-    trust that its arguments were checked.
-    """
-
-    schema: ArgumentSchema
-    typing = False  # validation below replaces Celery's signature check, with better errors
-    # A job whose process died is re-sent at once (task_retry_on_worker_lost uses this delay;
-    # Celery's default of 180 s would hold a SIGKILLed child's job back for three minutes).
-    # Declared transient errors compute their own backoff (workers/retrying.py).
-    default_retry_delay = 0
-    # Fire-and-forget jobs (ignore_result) still store a failure and its traceback: it costs a
-    # write only when a job fails, and `jobq show ID` can then say why.
-    store_errors_even_if_ignored = True
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # A job whose runs keep killing their process is refused here (workers/delivery_limit.py).
-        check_delivery_limit(self)
-        # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then
-        # (workers/ratelimit.py); not Celery's per-worker rate_limit.
-        wait_for_turn(self, kwargs)
-        # gevent has no soft time limit of its own; this adds one (workers/timelimits.py).
-        with soft_time_limit(self):
-            if args:
-                # Positional arguments come only from a chain handing over the previous result.
-                return super().__call__(*args, **self.schema.validate(kwargs))
-            return super().__call__(**self.schema.validate(kwargs))
-
-
 def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F:
     name = options.pop("name", None) or func.__name__
     queue = POOLS[kind].queue
     schema = ArgumentSchema.from_function(func, name=name)
-    options = retry_options(options)  # retry_on=(...) -> backoff + jitter (workers/retrying.py)
-    options = rate_options(options)  # rate="20/s", rate_key=... (workers/ratelimit.py)
-    task = app.task(name=name, base=JobTask, queue=queue, schema=schema, **options)(func)
-    JOBS[name] = JobSpec(name=name, kind=kind, schema=schema, doc=_summary(func), task=task)
-    # Routing by name, so send_task("fetch_url") from any client lands on the right queue.
-    app.conf.task_routes = {**(app.conf.task_routes or {}), name: {"queue": queue}}
-    return task  # type: ignore[return-value]
+    options = retry_options(options)  # retry_on=(...) -> backoff + jitter (retrying.py)
+    options, rate, rate_key = rate_options(options)  # rate="20/s", rate_key=... (rates.py)
+    options[QUEUE_ATTRIBUTE] = queue
+    task = shared_task(name=name, base=JobTask, schema=schema, **options)(func)
+    JOBS[name] = JobSpec(
+        name=name,
+        kind=kind,
+        schema=schema,
+        doc=_summary(func),
+        task=task,
+        ignore_result=bool(options.get("ignore_result", False)),
+        rate=rate,
+        rate_key=rate_key,
+    )
+    return task  # type: ignore[no-any-return]
 
 
 def io_job(func: F | None = None, **options: Any) -> F | Callable[[F], F]:
     """Declare an I/O job: it runs on the gevent pool (queue ``io``).
 
     ``rate="20/s"`` limits it cluster-wide, ``rate_key=by_host("url")`` per key of its
-    arguments (workers/ratelimit.py); ``jobq limits set`` changes the rate at run time.
+    arguments (workers/registry/rates.py); ``jobq limits set`` changes the rate at run time.
 
     Celery task options (``max_retries``, ``autoretry_for`` …) pass through. A positional-only
     first parameter (``def f(previous, /, …)``) receives the result of the step before it in a
@@ -143,10 +144,27 @@ def pipeline(func: Callable[..., Signature]) -> Callable[..., Signature]:
     return func
 
 
+def job_modules(settings: Settings) -> list[str]:
+    """The modules whose jobs this process knows: jobq's shipped jobs, and the fault jobs
+    only where ``JOBQ_FAULT_JOBS`` is on (tests, ``jobq faults``)."""
+    return ["workers.jobs", *(["workers.jobs.faulty"] if settings.fault_jobs else [])]
+
+
+def load_jobs(settings: Settings | None = None) -> None:
+    """Import the job modules (once), which declares their jobs here."""
+    for module in job_modules(settings or get_settings()):
+        importlib.import_module(module)
+
+
+def route_job(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any) -> Any:
+    """Celery router (``task_routes``): a job goes to its pool's queue, whoever sends it."""
+    spec = JOBS.get(name)
+    return {"queue": spec.queue} if spec is not None and spec.queue else None
+
+
 def get_job(name: str) -> JobSpec:
     """Look a job up by name, raising :class:`UnknownJob` with the list of known jobs."""
-    import workers.jobs  # noqa: F401  (registers the shipped jobs)
-
+    load_jobs()
     try:
         return JOBS[name]
     except KeyError:
@@ -155,8 +173,7 @@ def get_job(name: str) -> JobSpec:
 
 def all_jobs() -> dict[str, JobSpec]:
     """Every registered job, by name."""
-    import workers.jobs  # noqa: F401
-
+    load_jobs()
     return dict(JOBS)
 
 
@@ -174,9 +191,8 @@ __all__ = [
     "cpu_job",
     "get_job",
     "io_job",
+    "job_modules",
+    "load_jobs",
     "pipeline",
+    "route_job",
 ]
-
-# The pool kill switch (remote-control commands, start-up check) must be loaded in every worker,
-# and every worker imports the registry through the shipped jobs.
-import workers.pause  # noqa: E402, F401

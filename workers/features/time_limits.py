@@ -16,6 +16,8 @@ gaps, for jobs running on gevent only:
   are stopped within about a second of the limit; a single long C call (one huge regex) is not
   interruptible, and a job that swallows every ``Exception`` can ignore it.
 
+The watchdog is the :class:`Watchdog` worker bootstep: it starts and stops with the worker.
+
 Example::
 
     with soft_time_limit(task):     # used by JobTask.__call__; a no-op outside gevent
@@ -32,25 +34,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from workers.settings import get_settings
+from workers.pools import is_gevent_pool, on_gevent
+from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL = 0.5
 _deadlines: dict[Any, tuple[float, float]] = {}  # greenlet -> (monotonic deadline, limit)
-_watchdog_started = False
-
-
-def on_gevent() -> bool:
-    """True in a process that gevent has monkey-patched (the I/O worker)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return bool(monkey.is_module_patched("socket"))
 
 
 def _limits(task: Task) -> tuple[float | None, float | None]:
@@ -75,7 +68,6 @@ def soft_time_limit(task: Task) -> Iterator[None]:
     hard, soft = _limits(task)
     current = gevent.getcurrent()
     if hard:
-        _start_watchdog()
         _deadlines[current] = (time.monotonic() + hard, hard)
     try:
         if soft:
@@ -97,26 +89,49 @@ def _raise_in_overdue_job(signum: int, frame: Any) -> None:
         raise TimeLimitExceeded(entry[1])
 
 
-def _start_watchdog() -> None:
-    global _watchdog_started
-    if _watchdog_started:
-        return
-    _watchdog_started = True
-    from gevent import monkey
+class Watchdog(bootsteps.StartStopStep):
+    """Worker bootstep: on the gevent pool, an OS thread that stops jobs blocking the hub.
 
-    signal.signal(signal.SIGALRM, _raise_in_overdue_job)
-    # The original (unpatched) thread and sleep: a greenlet would be blocked with the hub.
-    start_thread = monkey.get_original("_thread", "start_new_thread")
-    real_sleep = monkey.get_original("time", "sleep")
+    It wakes every :data:`WATCHDOG_INTERVAL` seconds. A cooperative job is stopped by the pool's
+    own ``gevent.Timeout`` at its deadline; one still listed after that is blocking the hub, and
+    SIGALRM makes the handler (in the main thread, so inside that job) raise there.
+    """
 
-    def watch() -> None:
-        while True:
-            real_sleep(WATCHDOG_INTERVAL)
-            now = time.monotonic()
-            if any(deadline <= now for deadline, _ in list(_deadlines.values())):
-                # A cooperative job is stopped by the pool's own gevent.Timeout at its deadline;
-                # one still here after that is blocking the hub. The handler checks which.
-                os.kill(os.getpid(), signal.SIGALRM)
+    requires = ("celery.worker.components:Pool",)
 
-    start_thread(watch, ())
-    log.info("gevent time-limit watchdog started (checks every %ss)", WATCHDOG_INTERVAL)
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.running: list[bool] = []
+
+    def start(self, parent: Any) -> None:
+        if not is_gevent_pool(parent.pool) or self.running:
+            return
+        from gevent import monkey
+
+        signal.signal(signal.SIGALRM, _raise_in_overdue_job)
+        # The original (unpatched) thread and sleep: a greenlet would be blocked with the hub.
+        start_thread = monkey.get_original("_thread", "start_new_thread")
+        real_sleep = monkey.get_original("time", "sleep")
+        running = self.running = [True]
+
+        def watch() -> None:
+            while running[0]:
+                real_sleep(WATCHDOG_INTERVAL)
+                now = time.monotonic()
+                if running[0] and any(d <= now for d, _ in list(_deadlines.values())):
+                    os.kill(os.getpid(), signal.SIGALRM)
+
+        start_thread(watch, ())
+        log.info("gevent time-limit watchdog started (checks every %ss)", WATCHDOG_INTERVAL)
+
+    def stop(self, parent: Any) -> None:
+        if self.running:
+            self.running[0] = False
+            self.running = []
+
+    terminate = stop
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Run the watchdog in ``app``'s gevent workers."""
+    app.steps["worker"].add(Watchdog)

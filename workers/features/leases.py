@@ -21,7 +21,7 @@ What it gives (the numbers are the defaults):
   loses its lease and the job may run again elsewhere. Use ``submit(..., key=...)`` and
   idempotent effects.
 
-Example (installed for every worker by importing this module in workers/app.py)::
+Example (installed for every worker by :func:`install`, from workers/app.py)::
 
     $ JOBQ_VISIBILITY_TIMEOUT=30 JOBQ_LEASE_RENEW_INTERVAL=10 jobq worker cpu
 """
@@ -32,10 +32,9 @@ import logging
 import time
 from typing import Any
 
-from celery import bootsteps
+from celery import Celery, bootsteps
 
-from workers.app import app
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -120,4 +119,6 @@ class LeaseRenewal(bootsteps.StartStopStep):
     shutdown = stop
 
 
-app.steps["consumer"].add(LeaseRenewal)
+def install(app: Celery, settings: Settings) -> None:
+    """Renew held leases and restore expired ones in every worker of ``app``."""
+    app.steps["consumer"].add(LeaseRenewal)

@@ -1,8 +1,11 @@
-"""One Redis client per process for jobq's own keys (job records, pipeline bodies, probes).
+"""Every Redis client jobq opens for its own keys, built in one place with the same options.
 
-It uses a ``BlockingConnectionPool``: hundreds of greenlets sharing one client would otherwise
-hit redis-py's pool cap and fail with "Too many connections" (shared notes §4). redis-py resets
-its pools after a fork, so prefork children get their own connections.
+:func:`get_redis` is the process-wide client (job records, dead letters, the gate, limits,
+pause flags …). It uses a ``BlockingConnectionPool``: hundreds of greenlets sharing one client
+would otherwise hit redis-py's connection cap and fail with "Too many connections"; blocking
+makes them wait for a free connection instead. redis-py resets its pools after a fork, so
+prefork children get their own connections. :func:`tls_options` gives kombu and Celery's
+result backend the same TLS options, so every connection jobq opens checks the server alike.
 
 Example::
 
@@ -13,18 +16,12 @@ Example::
 from __future__ import annotations
 
 import ssl
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import redis
-import redis.utils
 
 from workers.settings import get_settings
-
-# redis-py reads its own version from the package metadata for every new connection object
-# (0.7 ms: a scan of sys.path); a gevent worker ramping up to its concurrency opens hundreds.
-# The version cannot change while the process runs.
-redis.utils.get_lib_version = cache(redis.utils.get_lib_version)
 
 
 def tls_options(url: str) -> dict[str, Any] | None:

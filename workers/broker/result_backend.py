@@ -7,11 +7,13 @@ check and write run as one Lua script, so they cost one round trip and cannot in
 another worker's write. Everything else (keys, encoding, expiry, pub/sub notification, reading
 results) is Celery's ``RedisBackend`` unchanged: any Celery client reads these results.
 
-Selected in workers/app.py with Celery's ``module:Class+url`` form of ``result_backend``.
+Selected in workers/app.py with Celery's ``module:Class+url`` form of ``result_backend`` when
+``JOBQ_FAST_PATHS`` is on: it overrides the backend's private ``_store_result``. With the switch
+off, workers use Celery's ``RedisBackend`` as it is.
 
 Example::
 
-    result_backend = "workers.resultstore:AtomicRedisBackend+redis://:pw@127.0.0.1:6379/0"
+    result_backend = "workers.broker.result_backend:AtomicRedisBackend+redis://:pw@127.0.0.1:6379/0"
 """
 
 from __future__ import annotations
@@ -23,25 +25,10 @@ from celery.backends.redis import RedisBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
-from workers import groupcommit
+from workers.features import group_commit
+from workers.stores.scripts import LuaScript
 
-# KEYS[1] = result key; ARGV = encoded meta, expiry seconds (0 = none). Returns 0 when a
-# SUCCESS is already stored (left as is, as Celery does), 1 when written and published.
-_STORE = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, stored = pcall(cjson.decode, current)
-  if ok and type(stored) == 'table' and stored['status'] == 'SUCCESS' then return 0 end
-end
-local expires = tonumber(ARGV[2])
-if expires > 0 then
-  redis.call('SETEX', KEYS[1], expires, ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-"""
+STORE = LuaScript(__package__, "store_result.lua")
 
 
 class AtomicRedisBackend(RedisBackend):
@@ -71,14 +58,11 @@ class AtomicRedisBackend(RedisBackend):
         return result
 
     def _store_atomically(self, key: bytes | str, value: str | bytes, expires: int) -> None:
-        commit = groupcommit.active()
+        commit = group_commit.active()
         if commit is not None:
             # gevent worker: sent with this batch's other results, records and acks
-            # (workers/groupcommit.py). EVAL, not EVALSHA: a pipeline would first ask the
+            # (workers/features/group_commit.py). EVAL, not EVALSHA: a pipeline would first ask the
             # server whether the script exists, one more round trip per batch.
-            commit.write(lambda pipe: pipe.eval(_STORE, 1, key, value, expires))
+            commit.write(lambda pipe: STORE.queue(pipe, keys=[key], args=[value, expires]))
             return
-        script = self.__dict__.get("_jobq_store_script")
-        if script is None:
-            script = self.__dict__["_jobq_store_script"] = self.client.register_script(_STORE)
-        script(keys=[key], args=[value, expires])
+        STORE(self.client, keys=[key], args=[value, expires])

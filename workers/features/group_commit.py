@@ -18,8 +18,9 @@ again when their lease expires: delivery stays at least once). A worker killed o
 at most the batch in flight, i.e. those jobs run again. Prefork workers keep Celery's direct
 writes: their results are written in the child processes.
 
-Installed by :class:`GroupCommitStep` on gevent workers; :func:`active` tells the writers
-(``workers/resultstore.py``, ``workers/timings.py``, the transport's QoS) whether to queue.
+Installed by :class:`GroupCommitStep` on gevent workers (with ``JOBQ_FAST_PATHS`` on);
+:func:`active` tells the writers (``workers/broker/result_backend.py``,
+``workers/features/job_records.py``, the transport's QoS) whether to queue.
 
 Example::
 
@@ -36,10 +37,11 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import bootsteps
+from celery import Celery, bootsteps
 
-from workers.app import app
-from workers.redis_client import get_redis
+from workers.pools import is_gevent_pool
+from workers.settings import Settings
+from workers.stores.client import get_redis
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class GroupCommit:
     def ack(self, qos: Any, delivery_tag: str) -> None:
         """Queue the Redis side of an ack (kombu's ZREM+HDEL) for the next batch.
 
-        ``qos`` is a :class:`workers.transport.BatchedQoS`: once the batch is sent (or given
+        ``qos`` is a :class:`workers.broker.batched.BatchedQoS`: once the batch is sent (or given
         up), ``qos.release(tags)`` lets the deliveries leave its prefetch window.
         """
         self._acks.append((qos, delivery_tag))
@@ -217,7 +219,7 @@ class GroupCommitStep(bootsteps.StartStopStep):
         self.commit: GroupCommit | None = None
 
     def start(self, parent: Any) -> None:
-        if parent.pool is None or type(parent.pool).__module__ != "celery.concurrency.gevent":
+        if not is_gevent_pool(parent.pool):
             return  # prefork/solo/threads: Celery's direct writes
         if self.commit is None:
             self.commit = GroupCommit(get_redis())
@@ -230,4 +232,6 @@ class GroupCommitStep(bootsteps.StartStopStep):
     shutdown = stop
 
 
-app.steps["consumer"].add(GroupCommitStep)
+def install(app: Celery, settings: Settings) -> None:
+    """Group-commit on ``app``'s gevent workers (needs the batched transport's QoS)."""
+    app.steps["consumer"].add(GroupCommitStep)

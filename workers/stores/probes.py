@@ -19,29 +19,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from workers.redis_client import get_redis
+from workers.keys import PROBE_PREFIX
+from workers.pools import on_gevent
+from workers.stores.client import get_redis
+from workers.stores.scripts import LuaScript
 
-PROBE_PREFIX = "jobq:probe:"
 PROBE_TTL_SECONDS = 3600
-
-# INCR and raise the peak in one step, so two jobs entering together cannot both miss the max.
-_ENTER = """
-local current = redis.call('INCR', KEYS[1])
-local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current > peak then redis.call('SET', KEYS[2], current) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return current
-"""
+ENTER = LuaScript(__package__, "probe_enter.lua")
 
 
 def _in_greenlet() -> bool:
-    try:
-        import gevent
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    if not on_gevent():
         return False
-    return monkey.is_module_patched("socket") and gevent.getcurrent() is not gevent.get_hub()
+    import gevent
+
+    return gevent.getcurrent() is not gevent.get_hub()
 
 
 @contextmanager
@@ -49,7 +41,7 @@ def probe(name: str) -> Iterator[None]:
     """Count this job in probe ``name`` while the block runs."""
     client = get_redis()
     base = PROBE_PREFIX + name
-    client.eval(_ENTER, 2, base + ":current", base + ":peak", PROBE_TTL_SECONDS)
+    ENTER(client, keys=[base + ":current", base + ":peak"], args=[PROBE_TTL_SECONDS])
     started = time.time()
     try:
         yield

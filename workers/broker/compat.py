@@ -1,0 +1,101 @@
+"""The private Celery/kombu internals jobq builds on, checked when a worker starts.
+
+jobq is pinned to the Celery/kombu versions it was tested with because a few of its parts use
+internals that a release may change without notice. Two kinds:
+
+* **Guarantees** (always on): the lease renewal reads the QoS's delivered and dirty sets and the
+  ``unacked_index`` key; the guard against non-envelope queue items overrides
+  ``Channel._brpop_read``.
+* **Fast paths** (``JOBQ_FAST_PATHS``, on by default): batched fetch and acks, the one-round-trip
+  result write, buffered task events on gevent.
+
+A worker whose libraries lack one of them refuses to start with one line saying which, instead
+of losing jobs later. For a fast path the way out is ``JOBQ_FAST_PATHS=false`` (stock code
+paths, slower, every guarantee kept); for a guarantee, the pins.
+
+Example::
+
+    >>> missing_internals(fast_paths=True)
+    []
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.backends.redis import RedisBackend
+from celery.events.dispatcher import EventDispatcher
+from kombu.transport import redis as redis_transport
+from kombu.transport import virtual
+
+from workers.settings import Settings
+
+# (owner, attribute, what uses it). Instance attributes are checked on the class's __init__
+# source, so nothing has to connect to Redis.
+GUARANTEES: tuple[tuple[Any, str, str], ...] = (
+    (redis_transport.Channel, "_brpop_read", "the guard against non-envelope queue items"),
+    (redis_transport.Channel, "unacked_index_key", "lease renewal"),
+    (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
+    (redis_transport.QoS, "restore_visible", "restoring expired leases"),
+    (virtual.QoS, "_delivered", "lease renewal (the deliveries a worker holds)"),
+    (virtual.QoS, "_dirty", "lease renewal (acks not yet sent)"),
+)
+FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
+    (redis_transport.Channel, "_q_for_pri", "batched fetch and pipelined publishing"),
+    (redis_transport.Channel, "_queue_cycle", "batched fetch"),
+    (redis_transport.QoS, "_remove_from_indices", "batched acks"),
+    (virtual.QoS, "can_consume_max_estimate", "batched fetch"),
+    (redis_transport.MultiChannelPoller, "on_poll_start", "waking a full prefetch window"),
+    (RedisBackend, "_get_result_meta", "one-round-trip result writes"),
+    (EventDispatcher, "buffer_group", "buffered task events on gevent"),
+)
+
+
+def _has(owner: Any, attribute: str) -> bool:
+    if hasattr(owner, attribute):
+        return True
+    # Attributes set in __init__ (kombu's QoS sets _delivered, _dirty there).
+    init = getattr(owner, "__init__", None)
+    code = getattr(init, "__code__", None)
+    if code is not None and attribute in code.co_names:
+        return True
+    return any(
+        _has(base, attribute) for base in getattr(owner, "__bases__", ()) if base is not object
+    )
+
+
+def missing_internals(*, fast_paths: bool) -> list[str]:
+    """One line per internal these Celery/kombu versions lack (empty: all present)."""
+    checks = GUARANTEES + (FAST_PATHS if fast_paths else ())
+    return [
+        f"{owner.__module__}.{owner.__qualname__}.{attribute} (used by {purpose})"
+        for owner, attribute, purpose in checks
+        if not _has(owner, attribute)
+    ]
+
+
+class IncompatibleLibraries(RuntimeError):
+    """The installed Celery/kombu lack an internal jobq needs."""
+
+
+class CheckInternals(bootsteps.Step):
+    """Worker bootstep: refuse to start on Celery/kombu versions that lack what jobq uses."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        missing = missing_internals(fast_paths=parent.app.conf.jobq_fast_paths)
+        if missing:
+            hint = (
+                "set JOBQ_FAST_PATHS=false to run on stock Celery/kombu code paths"
+                if parent.app.conf.jobq_fast_paths and not missing_internals(fast_paths=False)
+                else "install the Celery/kombu versions pinned in jobq's pyproject.toml"
+            )
+            raise IncompatibleLibraries(
+                f"these Celery/kombu versions lack {'; '.join(missing)}: {hint}"
+            )
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Check the internals when each of ``app``'s workers is built."""
+    app.steps["worker"].add(CheckInternals)

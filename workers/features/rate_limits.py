@@ -1,0 +1,204 @@
+"""Rate limits on the worker: wait for a job's turn, park it in Redis, move it back when due.
+
+Every jobq job calls :func:`wait_for_turn` before its body (``JobTask.__call__``). A turn at most
+``JOBQ_IO_RATE_MAX_PARK`` seconds away (``JOBQ_CPU_RATE_MAX_PARK`` on prefork) is waited for in
+place; a later one parks the message in ``jobq:delayed:<queue>`` and acknowledges the delivery,
+so a long rate-limited backlog holds no worker slot and no prefetch. The :class:`RateLimitMover`
+bootstep of every worker puts due jobs back on their queue. The schedules themselves live in
+Redis (:mod:`workers.stores.rate_limits`).
+
+Example::
+
+    install(app, settings)      # from workers/app.py: adds the mover to every worker
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery, Task, bootsteps, signature
+from celery.exceptions import Ignore
+from kombu.utils.json import dumps, loads
+
+from workers.keys import (
+    DELAYED_PREFIX,
+    QUEUE_ATTRIBUTE,
+    RATE_ATTRIBUTE,
+    RATE_KEY_ATTRIBUTE,
+    RATE_STATS_KEY,
+    SLOT_HEADER,
+)
+from workers.pools import POOLS
+from workers.settings import Settings, get_settings
+from workers.stores.client import get_redis
+from workers.stores.rate_limits import (
+    effective_rate,
+    forget_parked,
+    read_overrides,
+    reserve_turn,
+    seconds_until_next_due,
+    take_due,
+)
+
+log = logging.getLogger(__name__)
+
+# How often run-time limits are re-read from Redis in each worker process.
+LIMITS_REFRESH_SECONDS = 1.0
+# How often each worker's mover looks for parked jobs whose turn has come.
+MOVER_INTERVAL = 0.05
+MOVER_IDLE_MAX = 1.0
+
+
+class _LimitCache:
+    """Run-time limits, re-read from Redis at most once a second per process."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._read_at = float("-inf")
+        # One reader at a time. On gevent the read yields, and a hundred jobs found the cache
+        # stale at once: a hundred HGETALLs and new connections every second, 9% of the
+        # worker's CPU (measured). Now the others use the last values meanwhile; only before
+        # the very first read do they wait for it, as no limit is known yet.
+        self._refreshing = threading.Lock()
+
+    def get(self, job: str) -> str | None:
+        if self._stale():
+            never_read = self._read_at == float("-inf")
+            if self._refreshing.acquire(blocking=never_read):
+                try:
+                    if self._stale():
+                        self._refresh()
+                finally:
+                    self._refreshing.release()
+        return self._values.get(job)
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._read_at > LIMITS_REFRESH_SECONDS
+
+    def _refresh(self) -> None:
+        try:
+            self._values = read_overrides()
+        except Exception:  # keep the last known limits if Redis blips
+            log.warning("could not read run-time rate limits", exc_info=True)
+        self._read_at = time.monotonic()
+
+
+_limits = _LimitCache()
+
+
+def wait_for_turn(task: Task, arguments: Mapping[str, Any]) -> None:
+    """Called by every jobq job before its body: wait for the job's turn under its rate limit.
+
+    Returns when the job may run (at once, or after a short wait in place). When the turn is
+    further away, parks the job in Redis and raises :class:`celery.exceptions.Ignore`: the
+    worker acknowledges this delivery and the job comes back, same id, when its turn comes.
+    """
+    request = task.request
+    if request.called_directly or _reserved_turn(request) is not None:
+        return
+    rate = effective_rate(getattr(task, RATE_ATTRIBUTE, None), _limits.get(task.name))
+    if rate is None:
+        return
+    key_function = getattr(task, RATE_KEY_ATTRIBUTE, None)
+    key = key_function(arguments) if key_function else None
+    wait, turn = reserve_turn(task.name, rate, key)
+    settings = get_settings()
+    queue = getattr(task, QUEUE_ATTRIBUTE, None) or "io"
+    max_park = settings.cpu_rate_max_park if queue == "cpu" else settings.io_rate_max_park
+    if wait <= max_park:
+        if wait > 0:
+            time.sleep(wait)  # gevent's sleep under the I/O pool: only this greenlet waits
+        return
+    park(task, turn, queue)
+    raise Ignore()
+
+
+def _reserved_turn(request: Any) -> float | None:
+    value = getattr(request, SLOT_HEADER, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(SLOT_HEADER)
+    return float(value) if value is not None else None
+
+
+def park(task: Task, turn: float, queue: str) -> None:
+    """Store this delivery's message in ``jobq:delayed:<queue>`` until ``turn`` (epoch s)."""
+    parked = task.signature_from_request()
+    headers = dict(parked.options.get("headers") or {})
+    headers[SLOT_HEADER] = turn
+    parked.options["headers"] = headers
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zadd(DELAYED_PREFIX + queue, {dumps(dict(parked)): turn})
+    pipe.hincrby(RATE_STATS_KEY, f"{task.name}:parked", 1)
+    pipe.execute()
+
+
+def move_due_jobs(app: Celery, queues: list[str]) -> int:
+    """Publish parked jobs whose turn has come back to their queue; return how many moved."""
+    moved = 0
+    for queue in queues:
+        for member in take_due(queue):
+            try:
+                signature(loads(member), app=app).apply_async()
+            except Exception:
+                # Left in the set: its lease expires and a mover tries again.
+                log.exception("could not re-publish a rate-limited job")
+                continue
+            forget_parked(queue, member)
+            moved += 1
+    return moved
+
+
+class _MoverThread(threading.Thread):
+    def __init__(self, app: Celery, queues: list[str]) -> None:
+        super().__init__(name="jobq-rate-mover", daemon=True)
+        self.app = app
+        self.queues = queues
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if move_due_jobs(self.app, self.queues):
+                    continue
+                # Nothing due: sleep until the next parked job is, at most MOVER_IDLE_MAX, so an
+                # idle worker polls once a second instead of 20 times. A job parked meanwhile may
+                # run up to that late; the limit itself is never exceeded.
+                due_in = seconds_until_next_due(self.queues)
+                wait = MOVER_IDLE_MAX if due_in is None else min(MOVER_IDLE_MAX, due_in)
+            except Exception:  # Redis restarting: keep trying, the jobs are safe in the set
+                log.warning("rate-limit mover: Redis unavailable", exc_info=True)
+                wait = MOVER_IDLE_MAX
+            self.stopping.wait(max(MOVER_INTERVAL, wait))
+
+
+class RateLimitMover(bootsteps.StartStopStep):
+    """Worker bootstep: every worker puts parked jobs back on their queue when their turn comes.
+
+    Every worker runs one (a Lua script leases each due job to one mover), so parked jobs move
+    as long as any worker of any pool is alive.
+    """
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: _MoverThread | None = None
+
+    def start(self, parent: Any) -> None:
+        self.thread = _MoverThread(parent.app, [profile.queue for profile in POOLS.values()])
+        self.thread.start()
+
+    def stop(self, parent: Any) -> None:
+        if self.thread is not None:
+            self.thread.stopping.set()
+            self.thread = None
+
+    shutdown = stop
+    terminate = stop
+
+
+def install(app: Celery, settings: Settings) -> None:
+    """Run the mover in every worker of ``app``."""
+    app.steps["worker"].add(RateLimitMover)

@@ -1,0 +1,56 @@
+"""Every name jobq shares through Redis: key prefixes, message headers and task attributes.
+
+Producers, workers and the operator commands read and write the same keys; naming them in one
+module means a reader finds every key jobq owns in one place, and a producer never imports a
+private name from a worker module. Keys that kombu owns (the queue lists, ``unacked``,
+``unacked_index``) are kombu's and are not repeated here.
+
+Example::
+
+    >>> from workers import keys
+    >>> keys.RECORD_PREFIX + "6f1c…"
+    'jobq:job:6f1c…'
+"""
+
+from __future__ import annotations
+
+# --- message headers (set by producers and workers on every publish) ----------------------
+# When the message was published (epoch seconds): wait time = started - sent.
+SENT_HEADER = "jobq_sent_at"
+# The correlation id given at submit; every job a job publishes inherits it.
+CORRELATION_HEADER = "jobq_correlation_id"
+# On a job parked by the rate limiter: its turn is already reserved, run it on arrival.
+SLOT_HEADER = "jobq_rate_slot"
+
+# --- job records and statistics (workers write, `jobq show/top/status/exporter` read) ------
+RECORD_PREFIX = "jobq:job:"  # hash per job id: name, queue, state, times, worker
+HIST_PREFIX = "jobq:stats:hist:"  # + "wait" | "run": histogram fields "job|pool|le"
+TOTAL_KEY = "jobq:stats:total"  # hash: finished jobs per "job|pool|state"
+RECENT_PREFIX = "jobq:stats:recent:"  # + queue: list of "finished wait run" strings
+
+# --- reliability ---------------------------------------------------------------------------
+STARTS_PREFIX = "jobq:starts:"  # + job id: repeated starts without finishing (delivery limit)
+# The dead-letter store's hash is JOBQ_DEAD_LETTER_KEY (default "jobq:dead"), its index that
+# key + DEAD_INDEX_SUFFIX.
+DEAD_INDEX_SUFFIX = ":index"
+IDEMPOTENCY_PREFIX = "jobq:idem:"  # + job + ":" + key: the job id submitted with that key
+
+# --- back pressure and rate limits ---------------------------------------------------------
+GATE_PREFIX = "jobq:gate:"  # + queue + ":closed" | ":held" | ":leases": the admission gate
+LIMITS_KEY = "jobq:limits"  # hash: job name -> run-time rate ("5/s") or "off"
+SCHEDULE_PREFIX = "jobq:rate:"  # + job[:key]: the next free turn (µs, Redis clock)
+RATE_STATS_KEY = "jobq:ratelimit:stats"  # hash: "<job>:waits" | ":wait_seconds" | ":parked"
+DELAYED_PREFIX = "jobq:delayed:"  # + queue: zset of parked messages scored by their turn
+PAUSE_PREFIX = "jobq:paused:"  # + pool: set while the pool is paused (`jobq pause`)
+
+# --- data jobs keep for each other, and measurement -----------------------------------------
+BODY_PREFIX = "jobq:body:"  # + job id: a page fetch_url kept for the next pipeline step
+PROBE_PREFIX = "jobq:probe:"  # + name + ":current" | ":peak" | ":visits" (tests, benchmarks)
+SAMPLES_KEY = "jobq:samples"  # the sampler's time series (`jobq sample`, `jobq report`)
+
+# --- task attributes a job declaration sets (read by the worker and `jobq limits`) ---------
+# The pool queue of the job. Not Celery's own ``queue`` attribute: Celery 5.7 deprecates it
+# (routing is task_routes' job; jobq's router is workers.registry.route_job).
+QUEUE_ATTRIBUTE = "jobq_queue"
+RATE_ATTRIBUTE = "jobq_rate"
+RATE_KEY_ATTRIBUTE = "jobq_rate_key"

@@ -1,0 +1,50 @@
+"""``JobTask``: the Celery base task of every jobq job; what runs between a delivery and the body.
+
+Before a job's body runs, the worker checks, in this order: the delivery limit (a job that keeps
+killing its process is refused), the cluster-wide rate limit (wait for the job's turn, or park
+it in Redis), the arguments against the job's schema (a message may come from any Celery client,
+so the worker does not trust that they were checked), and, on gevent, the soft time limit and
+the watchdog's hard limit.
+
+Example::
+
+    @shared_task(base=JobTask, schema=ArgumentSchema.from_function(f))
+    def f(url: str) -> dict: ...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from workers.features.delivery_limit import check_delivery_limit
+from workers.features.rate_limits import wait_for_turn
+from workers.features.time_limits import soft_time_limit
+from workers.registry.schema import ArgumentSchema
+
+
+class JobTask(Task):
+    """Base task of every jobq job: checks the delivery, its turn and its arguments, then runs."""
+
+    schema: ArgumentSchema
+    typing = False  # validation below replaces Celery's signature check, with better errors
+    # A job whose process died is re-sent at once (task_retry_on_worker_lost uses this delay;
+    # Celery's default of 180 s would hold a SIGKILLed child's job back for three minutes).
+    # Declared transient errors compute their own backoff (workers/registry/retrying.py).
+    default_retry_delay = 0
+    # Fire-and-forget jobs (ignore_result) still store a failure and its traceback: it costs a
+    # write only when a job fails, and `jobq show ID` can then say why.
+    store_errors_even_if_ignored = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A job whose runs keep killing their process is refused here.
+        check_delivery_limit(self)
+        # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then.
+        wait_for_turn(self, kwargs)
+        # gevent has no soft time limit of its own; this adds one.
+        with soft_time_limit(self):
+            if args:
+                # Positional arguments come only from a chain handing over the previous result.
+                return super().__call__(*args, **self.schema.validate(kwargs))
+            return super().__call__(**self.schema.validate(kwargs))
