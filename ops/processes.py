@@ -3,7 +3,7 @@
 Used by the local stack (``jobq up``) and by the tests. Each process gets its own session, so a
 Ctrl-C in the terminal reaches only ``jobq up``, which then shuts things down in order. Stopping
 signals only the worker's main process (``jobq worker`` execs into ``celery worker``, so it is
-that pid): a TERM to the whole process group would kill prefork children mid-job (shared notes §5).
+that pid): a TERM to the whole process group would kill prefork children mid-job.
 
 Example::
 

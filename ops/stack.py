@@ -46,7 +46,7 @@ from workers.settings import get_settings, redact_url
 from workers.stores.client import client_for
 
 # One gevent process per core: a gevent worker is one Python process, so its CPU per job caps it
-# at one core long before its greenlets run out (issue 6, docs/benchmarks.md). One prefork worker
+# at one core long before its greenlets run out (docs/benchmarks.md, scenario 1). One prefork worker
 # already has a child per core.
 DEFAULT_SCALE = "io=auto,cpu=1"
 MAX_PROCESSES_PER_POOL = 64

@@ -130,7 +130,7 @@ def test_flower_with_auth_shows_both_pools_task_counts_queues_and_metrics(flower
     base = flower.start(hearing=[io_worker.node_name, cpu_worker.node_name])
 
     # Without credentials: 401 for the UI and the API. /metrics and /healthcheck are open by
-    # Flower's design (shared notes §6), so Prometheus can scrape them.
+    # Flower's design (it exempts them from auth), so Prometheus can scrape them.
     for path in ("/", "/api/workers", "/api/tasks"):
         assert get(base + path, auth=None)[0] == 401, path
     assert get(base + "/api/workers", auth="jobq:wrong")[0] == 401

@@ -66,7 +66,7 @@ def test_gevent_is_chosen_on_the_command_line_and_prefork_gets_its_limits():
     settings = Settings(REDIS_URL="redis://127.0.0.1:1/0")
     io = worker_argv(POOLS["io"], settings)
     cpu = worker_argv(POOLS["cpu"], settings)
-    # Celery patches for gevent only when it sees -P gevent in argv (shared notes §4).
+    # Celery monkey-patches for gevent only when it sees -P gevent in argv, not from config.
     assert io[io.index("-P") + 1] == "gevent"
     assert io[io.index("-Q") + 1] == "io"
     assert "--soft-time-limit" not in io  # gevent has no soft limit

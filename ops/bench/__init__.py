@@ -1,5 +1,5 @@
 """Benchmarks: jobq against plain Celery, side by side on this machine (``jobq bench``).
 
-Scenarios (issue 6): ``io_jobs``, ``cpu_jobs``, ``isolation``, ``mixed``, ``overhead``,
+Scenarios: ``io_jobs``, ``cpu_jobs``, ``isolation``, ``mixed``, ``overhead``,
 ``submission``; results go to docs/benchmarks.md. See :mod:`ops.bench.runner`.
 """

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import click
 
-# Scenario name -> module in ops.bench (issue 6). The flood / gate / rate-limit benchmarks of
-# issue 3 live next to these but run on their own.
+# Scenario name -> module in ops.bench. The flood / gate / rate-limit benchmarks of
+# docs/backpressure.md live next to these but run on their own (python -m ops.bench.flood …).
 SCENARIOS = {
     "io_jobs": "ops.bench.io_jobs",
     "cpu_jobs": "ops.bench.cpu_jobs",
