@@ -40,8 +40,6 @@ from celery.signals import after_setup_logger, after_setup_task_logger, before_t
 from workers.jobstats import pool_of_queue
 
 CORRELATION_HEADER = "jobq_correlation_id"
-LOG_FORMAT_ENV = "JOBQ_LOG_FORMAT"
-LOG_FORMATS = ("text", "json")
 CONTEXT_FIELDS = ("job_id", "job_name", "queue", "pool", "pid", "greenlet", "correlation_id")
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
@@ -188,11 +186,10 @@ class JsonJobFormatter(logging.Formatter):
 
 
 def log_format() -> str:
-    """``JOBQ_LOG_FORMAT``: ``text`` (default) or ``json``."""
-    value = os.environ.get(LOG_FORMAT_ENV, "text").strip().lower() or "text"
-    if value not in LOG_FORMATS:
-        raise ValueError(f"{LOG_FORMAT_ENV}={value!r}: expected one of {', '.join(LOG_FORMATS)}")
-    return value
+    """``JOBQ_LOG_FORMAT``: ``text`` (default) or ``json``, validated by ``Settings``."""
+    from workers.settings import get_settings
+
+    return get_settings().log_format
 
 
 def install(logger: logging.Logger) -> None:
