@@ -30,8 +30,9 @@ import pytest
 import yaml
 from setuptools import find_packages
 
-from ops.compose_env import COMPOSE_OWNED, setting_vars, stale_files
+from ops.compose_env import COMPOSE_OWNED, compose_settings
 from ops.processes import jobq_argv, spawn
+from ops.settings_docs import stale_files
 from tests.waiting import wait_until
 from workers.registry import get_job
 from workers.registry.schema import InvalidArguments
@@ -377,19 +378,18 @@ def test_env_example_lists_every_variable_and_no_secret():
 
 def test_settings_blocks_match_workers_settings():
     stale = stale_files()
-    assert not stale, f"run `python -m ops.compose_env`: stale {[p.name for p in stale]}"
+    assert not stale, f"run `python -m ops.settings_docs`: stale {[p.name for p in stale]}"
     # Every JOBQ_* variable compose passes is a real setting (a typo would be silently ignored:
     # Settings ignores unknown variables), and the defaults it passes are the code's defaults.
     environment = resolved_compose()["services"]["worker-cpu"]["environment"]
-    known = {var.name for var in setting_vars()}
+    passed_settings = compose_settings()
     passed = {key for key in environment if key.startswith("JOBQ_")}
-    assert passed == known
-    fields = {var.field: environment[var.name] for var in setting_vars() if var.field}
-    with_compose_defaults = Settings(**fields)
+    assert passed == {doc.env for doc in passed_settings}
+    with_compose_defaults = Settings(**{doc.field: environment[doc.env] for doc in passed_settings})
     # Settings compose does not pass (COMPOSE_OWNED) come from this process's environment.
     assert with_compose_defaults.model_dump(
-        exclude=COMPOSE_OWNED
-    ) == Settings.model_construct().model_dump(exclude=COMPOSE_OWNED)
+        exclude=set(COMPOSE_OWNED)
+    ) == Settings.model_construct().model_dump(exclude=set(COMPOSE_OWNED))
 
 
 # --- 4. the image ---------------------------------------------------------------------------------

@@ -80,3 +80,17 @@ def test_redis_passwords_are_redacted():
     assert redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_fetch_url_bodies_are_bounded_by_the_setting():
+    # JOBQ_FETCH_MAX_BYTES is both the default and the ceiling: no submitter can make one job
+    # hold an unbounded page in a worker's memory.
+    from producers import validate
+    from workers.settings import get_settings
+
+    limit = get_settings().fetch_max_bytes
+    _, checked = validate("fetch_url", {"url": "http://127.0.0.1/"})
+    assert checked["max_bytes"] == limit
+    assert checked["timeout"] == get_settings().fetch_timeout
+    with pytest.raises(InvalidArguments, match="max_bytes"):
+        validate("fetch_url", {"url": "http://127.0.0.1/", "max_bytes": limit + 1})

@@ -1,8 +1,10 @@
 """Every jobq setting, read from the environment in this one place.
 
 Workers, producers, the CLI and the local stack all read their configuration through
-:func:`get_settings`, so one table in the README documents everything. Names are the
-environment variables: ``REDIS_URL`` plus ``JOBQ_*``.
+:func:`get_settings`. Names are the environment variables: ``REDIS_URL`` plus ``JOBQ_*``. Each
+field carries its own documentation (``description``, and its ``section`` in
+``json_schema_extra``); ``python -m ops.settings_docs`` turns them into docs/configuration.md and
+the settings blocks of docker-compose.yml and .env.example, and a test fails when those are stale.
 
 Example::
 
@@ -13,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,112 +25,477 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+class Section(StrEnum):
+    """The sections of the configuration reference, in the order it lists them.
+
+    Each field names its own in ``json_schema_extra={"section": ...}``, so a new setting cannot
+    be left out of the generated documentation.
+    """
+
+    REDIS = "Redis"
+    IO_POOL = "I/O pool (gevent)"
+    CPU_POOL = "CPU pool (prefork)"
+    BOTH_POOLS = "Both pools"
+    RELIABILITY = "Reliability"
+    BACK_PRESSURE = "Back pressure and rate limits"
+    SUBMITTING = "Submitting"
+    RESULTS = "Results"
+    LOGGING = "Logging"
+    JOBS = "Shipped jobs and testing"
+
+
 class Settings(BaseSettings):
-    """Typed settings; each field is documented in the README's configuration table."""
+    """Typed settings; each field documents itself (see docs/configuration.md)."""
 
     model_config = SettingsConfigDict(env_prefix="JOBQ_", extra="ignore", frozen=True)
 
-    # Where the broker and the result backend live. ``REDIS_URL`` without prefix, because that
-    # is the name every Redis tool and hosting platform already uses.
-    redis_url: str = Field(default=DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
-    # TLS (rediss:// URLs only). The server's certificate is always verified: against the
-    # system's CAs, or against this CA bundle when Redis has a certificate of a private CA.
-    # A client certificate and its key for Redis's tls-auth-clients (on by default in
-    # redis-server): both or neither. PEM file paths.
-    redis_ca_file: str = ""
-    redis_cert_file: str = ""
-    redis_key_file: str = ""
+    # --- Redis ------------------------------------------------------------------------------
+    # No JOBQ_ prefix: REDIS_URL is the name every Redis tool and hosting platform already uses.
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL,
+        validation_alias="REDIS_URL",
+        description=(
+            "Where the broker and the result backend live: `redis://[:password@]host:port/db`, "
+            "or `rediss://…` for TLS (use it whenever Redis is on another host; the server's "
+            "certificate is then always verified). No `JOBQ_` prefix. `ssl_*` query "
+            "parameters are refused, so a URL cannot switch verification off. "
+            "`jobq up` starts a private Redis unless this is set; docker compose builds it from "
+            "`REDIS_PASSWORD` and its own `redis` service."
+        ),
+        json_schema_extra={"section": Section.REDIS},
+    )
+    redis_ca_file: str = Field(
+        default="",
+        description=(
+            "With a `rediss://` `REDIS_URL`: path of the PEM bundle of the CA that signed Redis's "
+            "certificate, for a private CA. Empty: the system's CAs. Verification stays on "
+            "either way."
+        ),
+        json_schema_extra={"section": Section.REDIS},
+    )
+    redis_cert_file: str = Field(
+        default="",
+        description=(
+            "With a `rediss://` `REDIS_URL`: path of the PEM client certificate jobq presents, "
+            "for a Redis that asks for one (`tls-auth-clients`, on by default in redis-server). "
+            "Set it together with `JOBQ_REDIS_KEY_FILE`, or neither."
+        ),
+        json_schema_extra={"section": Section.REDIS},
+    )
+    redis_key_file: str = Field(
+        default="",
+        description=(
+            "Path of the PEM private key of `JOBQ_REDIS_CERT_FILE`. Both or neither: one "
+            "without the other stops jobq at start."
+        ),
+        json_schema_extra={"section": Section.REDIS},
+    )
 
-    # I/O pool (gevent): many cheap greenlets in one process.
-    io_concurrency: int = Field(default=100, ge=1, le=5000)
-    io_time_limit: float = Field(default=60.0, gt=0)
-    # --- I/O processes (issue 6): how many `jobq worker io` processes `jobq up`/compose run ---
-    # One gevent process is CPU-bound (messaging, events, results: ~1 ms of CPU per job) long
-    # before its greenlets run out, so the I/O side runs one process per core by default.
-    # 0 = one per CPU this host lets us use (cgroup quota included); see pools.io_process_count.
-    io_processes: int = Field(default=0, ge=0, le=256)
-    # Celery's "Task … received" / "… succeeded in …" INFO lines, one pair per job: off by
-    # default, they cost a visible share of a busy worker's CPU (workers/fastpath.py).
-    log_each_job: bool = False
+    # --- I/O pool (gevent): many cheap greenlets in one process ----------------------------
+    io_concurrency: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description=(
+            "Greenlets per I/O worker process: how many I/O jobs one process runs at once. "
+            "Waiting on sockets is cheap, so raise it for jobs that mostly wait (slow sites, "
+            "long polls). It does not add CPU: one gevent process uses at most one core, so "
+            "for more throughput add processes (`JOBQ_IO_PROCESSES`, compose's "
+            "`WORKER_IO_REPLICAS`). Also sizes fetch_url's connection pool per host and the "
+            "worker's Redis connection pool."
+        ),
+        json_schema_extra={"section": Section.IO_POOL},
+    )
+    io_processes: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description=(
+            "How many `jobq worker io` processes `jobq up` starts (its default `--scale io=auto`). "
+            "0: one per CPU this host lets jobq use, cgroup quota included, because one gevent "
+            "process spends about 1 ms of CPU per job on messaging and results and so fills "
+            "its core long before its greenlets run out. `jobq up` accepts at most 64. Not "
+            "used by docker compose: set `WORKER_IO_REPLICAS` there."
+        ),
+        json_schema_extra={"section": Section.IO_POOL},
+    )
+    io_soft_time_limit: float = Field(
+        default=50.0,
+        gt=0,
+        description=(
+            "Seconds an I/O job may run before `SoftTimeLimitExceeded` is raised inside it, so "
+            "it can clean up (gevent has no soft limit of its own; jobq adds one). It arrives "
+            "when the job next waits on I/O. Ignored unless below `JOBQ_IO_TIME_LIMIT`; a job's "
+            "own `soft_time_limit` takes precedence."
+        ),
+        json_schema_extra={"section": Section.IO_POOL},
+    )
+    io_time_limit: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Hard limit of an I/O job, in seconds: past it the job fails with "
+            "`TimeLimitExceeded`. A watchdog also stops jobs that compute without ever "
+            "yielding, within about a second of the limit. Keep compose's "
+            "`WORKER_IO_STOP_GRACE_PERIOD` above it, so a stop lets running jobs finish."
+        ),
+        json_schema_extra={"section": Section.IO_POOL},
+    )
 
-    # CPU pool (prefork): "auto" sizes it from the CPUs this process may use (cgroup quota too).
-    cpu_concurrency: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]*)$")
-    cpu_soft_time_limit: float = Field(default=240.0, gt=0)
-    cpu_time_limit: float = Field(default=300.0, gt=0)
-    cpu_max_tasks_per_child: int = Field(default=500, ge=1)
-    # KiB, checked after each job (Celery's unit). 512 MiB by default.
-    cpu_max_memory_per_child: int = Field(default=512_000, ge=1024)
+    # --- CPU pool (prefork): one process per job running --------------------------------------
+    cpu_concurrency: str = Field(
+        default="auto",
+        pattern=r"^(auto|[1-9][0-9]*)$",
+        description=(
+            "Processes per CPU worker (`jobq worker cpu`): `auto` is one per CPU this process "
+            "may use, cgroup quota included (a container limited to 2 CPUs runs 2), or a whole "
+            "number. More processes than cores only adds switching for jobs that compute."
+        ),
+        json_schema_extra={"section": Section.CPU_POOL},
+    )
+    cpu_soft_time_limit: float = Field(
+        default=240.0,
+        gt=0,
+        description=(
+            "Seconds a CPU job may run before `SoftTimeLimitExceeded` is raised inside it, so it "
+            "can clean up. Keep it below `JOBQ_CPU_TIME_LIMIT`."
+        ),
+        json_schema_extra={"section": Section.CPU_POOL},
+    )
+    cpu_time_limit: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Hard limit of a CPU job, in seconds: past it the process running the job is killed "
+            "and replaced, and the job fails with `TimeLimitExceeded`. Keep compose's "
+            "`WORKER_CPU_STOP_GRACE_PERIOD` above it, so a stop lets running jobs finish."
+        ),
+        json_schema_extra={"section": Section.CPU_POOL},
+    )
+    cpu_max_tasks_per_child: int = Field(
+        default=500,
+        ge=1,
+        description=(
+            "A CPU worker process is replaced by a fresh one after this many jobs, which "
+            "returns memory that jobs leaked or fragmented. Lower it if memory grows over time."
+        ),
+        json_schema_extra={"section": Section.CPU_POOL},
+    )
+    cpu_max_memory_per_child: int = Field(
+        default=512_000,
+        ge=1024,
+        description=(
+            "Resident memory, in KiB (Celery's unit), above which a CPU worker process is "
+            "replaced after its current job; 512000 is 500 MiB. In a container, keep the "
+            "memory limit above the processes times this."
+        ),
+        json_schema_extra={"section": Section.CPU_POOL},
+    )
 
-    # Both pools. Multiplier 1: a worker reserves no more than it can run (shared notes §2).
-    prefetch_multiplier: int = Field(default=1, ge=1, le=64)
-    # A job whose worker process dies is retried this many times, then fails (not requeued forever).
-    max_retries_on_worker_lost: int = Field(default=3, ge=0)
+    # --- Both pools -----------------------------------------------------------------------------
+    prefetch_multiplier: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Messages a worker reserves per unit of concurrency (Celery's "
+            "`worker_prefetch_multiplier`). 1: a worker takes no more jobs than it can run at "
+            "once. Above 1, prefork workers hold jobs that wait behind their running ones while "
+            "other workers sit idle, and gevent workers gain nothing (they stop fetching while "
+            "every greenlet is busy) but larger backlogs of rate-limited and delayed jobs. "
+            "Leave it at 1 unless measurements say otherwise."
+        ),
+        json_schema_extra={"section": Section.BOTH_POOLS},
+    )
+    fast_paths: bool = Field(
+        default=True,
+        description=(
+            "Use jobq's speed-ups that rely on private Celery/kombu internals (batched fetch and "
+            "acks, group commit, one-round-trip result writes, buffered task events on gevent, "
+            "fast repr of results, pipelined bulk publishing). Off: jobq runs on stock "
+            "Celery/kombu code paths, slower, with every guarantee kept (leases, dead letters, "
+            "rejection of bad messages, rate limits, the admission gate); use it when upgrading "
+            "Celery/kombu past the tested versions."
+        ),
+        json_schema_extra={"section": Section.BOTH_POOLS},
+    )
 
-    # Results and job records expire; failures are kept longer so they can be inspected.
-    result_expires: int = Field(default=86_400, ge=60)
-    result_failure_expires: int = Field(default=604_800, ge=60)
-    # --- Reliability (issue 4): leases, dead letters, retries, submit limits ---------------
-    # The lease: a delivered job that no live worker has renewed for this many seconds goes
-    # back to the queue (kombu's visibility_timeout). Live workers renew the jobs they hold
-    # every lease_renew_interval seconds (workers/lease.py), so long jobs are never handed out
-    # twice, while a killed worker's jobs return within visibility_timeout + restore_interval.
-    visibility_timeout: int = Field(default=30, ge=3)
-    lease_renew_interval: float = Field(default=10.0, gt=0)
-    # How often each worker looks for expired leases (kombu's unacked_restore_interval).
-    restore_interval: int = Field(default=5, ge=1)
-    # Where terminal failures and rejected messages are kept (a hash plus an index by time).
-    dead_letter_key: str = "jobq:dead"
-    # At most this many dead letters are kept; past it the oldest go (0 = no cap). A flood of
-    # poison or foreign messages must not fill Redis, which refuses writes when full.
-    dead_letter_max: int = Field(default=100_000, ge=0)
-    # Declared transient errors (retry_on=...) retry up to this many times, with exponential
-    # backoff capped at retry_backoff_max seconds, plus full jitter.
-    transient_max_retries: int = Field(default=5, ge=0)
-    retry_backoff_max: int = Field(default=60, ge=1)
-    # submit(..., key=...): the same key within this many seconds returns the existing job.
-    idempotency_window: int = Field(default=86_400, ge=1)
-    # While Redis is unreachable (a restart) producers retry each step with growing pauses for
-    # this many seconds, then fail (the CLI: "cannot reach Redis", exit 1). 0 = fail at once.
-    # Workers' own publishes (next pipeline steps, retries) use the same window.
-    producer_retry_for: float = Field(default=10.0, ge=0, le=300)
-    # Arguments larger than this (JSON-encoded bytes) are refused at submit.
-    max_argument_bytes: int = Field(default=1_048_576, ge=1024)
-    # gevent has no soft time limit of its own; jobq adds one (workers/timelimits.py).
-    io_soft_time_limit: float = Field(default=50.0, gt=0)
-    # --- end of reliability settings ----------------------------------------------------
+    # --- Reliability: leases, retries, dead letters, Redis outages ----------------------------
+    # The lease is kombu's visibility_timeout kept short and renewed by live workers
+    # (workers/lease.py): one fixed long timeout would leave a killed worker's jobs invisible
+    # for as long, a short one alone would hand long jobs out twice.
+    visibility_timeout: int = Field(
+        default=30,
+        ge=3,
+        description=(
+            "The lease, in seconds: a delivered job that no live worker has renewed for this "
+            "long goes back to its queue (kombu's `visibility_timeout`). Live workers renew the "
+            "jobs they hold every `JOBQ_LEASE_RENEW_INTERVAL`, so long jobs are never handed out "
+            "twice, and a killed worker's jobs return within this plus `JOBQ_RESTORE_INTERVAL` "
+            "(about 35 s by default). Lower: faster recovery, but a worker cut off from Redis (or "
+            "a gevent worker blocked by a computing job) for longer loses its jobs to another "
+            "worker, which runs them again."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    lease_renew_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds between two lease renewals by a live worker. Keep it well below "
+            "`JOBQ_VISIBILITY_TIMEOUT` (a third lets one renewal fail without losing the lease); "
+            "at or above it, workers log a warning and jobs may run twice."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    restore_interval: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Seconds between two sweeps of each worker for expired leases, whose jobs it puts "
+            "back in their queues (kombu's `unacked_restore_interval`). Lower: a killed worker's "
+            "jobs return sooner, for more Redis work per sweep."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    max_retries_on_worker_lost: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "A job whose worker process dies while running it (a crash, `os._exit`, the OOM "
+            "killer) runs again at most this many times, then fails and is dead-lettered, so a "
+            "job that kills its process cannot loop forever. Also the default `max_retries` of "
+            "jobs without `retry_on=`."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    transient_max_retries: int = Field(
+        default=5,
+        ge=0,
+        description=(
+            "How many times a job retries the errors it declares transient (`retry_on=`) before "
+            "it fails and is dead-lettered. Each pause is a random time (full jitter) up to "
+            "1 s, 2 s, 4 s, …, capped at `JOBQ_RETRY_BACKOFF_MAX`."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    retry_backoff_max: int = Field(
+        default=60,
+        ge=1,
+        description="Longest pause, in seconds, between two retries of a transient error.",
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    dead_letter_key: str = Field(
+        default="jobq:dead",
+        description=(
+            "Redis key of the dead-letter store (`jobq dead list|show|retry|purge`) of jobs that "
+            "failed for good and messages that were refused: a hash at this key and an index by "
+            "time at `KEY:index`. Change it only to keep two deployments on one Redis apart; "
+            "every worker, producer and `jobq` command of a deployment must use the same value."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    dead_letter_max: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Dead letters kept at most (they never expire; `jobq dead purge` removes them). Past "
+            "it the oldest are dropped, with a warning in the worker's log. 0: no cap, which "
+            "lets a flood of poison or foreign messages fill Redis, which then refuses every "
+            "write, new jobs included."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
+    producer_retry_for: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description=(
+            "Seconds a producer keeps retrying, with growing pauses, while Redis is unreachable "
+            "(a restart, a failover), then fails (the CLI: `cannot reach Redis`, exit 1). 0: "
+            "fail at once. Workers' own publishes (a pipeline's next step, a retry) ride out the "
+            "same window. Refusals (a wrong password, an untrusted certificate) are never "
+            "retried. Raise it if your Redis takes longer to restart (a large append-only file)."
+        ),
+        json_schema_extra={"section": Section.RELIABILITY},
+    )
 
-    # fetch_url: refuse bodies larger than this, so one huge page cannot exhaust a worker.
-    fetch_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
-    fetch_timeout: float = Field(default=10.0, gt=0)
+    # --- Back pressure and rate limits (producers/backpressure.py, workers/ratelimit.py) -----
+    # A Redis list is unbounded (kombu ignores x-max-length on Redis), so without the gate
+    # producers could fill Redis until it refuses every write.
+    io_high_water: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "Backlog of the `io` queue (queued jobs of every priority plus jobs the rate limiter "
+            "parked) at which producers stop: they wait or fail, see `JOBQ_ON_FULL`. 0 turns "
+            "the gate off for this queue. Redis holds about 1.5 KB per queued job, so keep the "
+            "marks of both queues well within Redis's `maxmemory`."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    io_low_water: int = Field(
+        default=80_000,
+        ge=0,
+        description=(
+            "Waiting producers resume once the `io` backlog has drained to this, so they do not "
+            "wake up for every job a worker takes. A value at or above the high-water mark "
+            "counts as one below it."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    cpu_high_water: int = Field(
+        default=100_000,
+        ge=0,
+        description="`JOBQ_IO_HIGH_WATER` for the `cpu` queue.",
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    cpu_low_water: int = Field(
+        default=80_000,
+        ge=0,
+        description="`JOBQ_IO_LOW_WATER` for the `cpu` queue.",
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    on_full: str = Field(
+        default="wait",
+        pattern=r"^(wait|fail)$",
+        description=(
+            "What a submit does at the high-water mark unless the caller chooses (`on_full=`, "
+            "`jobq submit --on-full`): `wait` blocks until the backlog drains to the low-water "
+            "mark, for at most `JOBQ_GATE_TIMEOUT`; `fail` raises `QueueFull` at once (the CLI "
+            "exits 3). Either way, what was submitted before stays submitted."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    gate_timeout: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Seconds a waiting producer waits for the backlog to drain before it raises "
+            "`QueueFull` (the CLI exits 3). 0: fail as soon as it would wait."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    io_rate_max_park: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Rate-limited I/O jobs: one whose turn is at most this many seconds away waits for "
+            "it in place (only its greenlet sleeps); one further away is parked in Redis until "
+            "its turn, holding no worker slot and no prefetch."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
+    cpu_rate_max_park: float = Field(
+        default=0.1,
+        ge=0,
+        description=(
+            "`JOBQ_IO_RATE_MAX_PARK` for CPU jobs. A CPU job waiting in place holds a whole "
+            "process, so keep it short."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
 
-    # Register the fault-injection jobs (workers/jobs/faulty.py: crash a process, write a file…)
-    # for the test suite and `jobq faults` only. Never in production: anyone who can enqueue
-    # could otherwise kill workers or write files as the worker's user.
-    fault_jobs: bool = False
+    # --- Submitting -------------------------------------------------------------------------------
+    idempotency_window: int = Field(
+        default=86_400,
+        ge=1,
+        description=(
+            "Seconds during which a submit with a key already used for the same job "
+            "(`submit(..., key=K)`, `jobq submit --key K`) returns the existing job instead of "
+            "enqueueing it again."
+        ),
+        json_schema_extra={"section": Section.SUBMITTING},
+    )
+    max_argument_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description=(
+            "Largest job arguments accepted at submit, in bytes of JSON; larger ones are refused "
+            "(`PayloadTooLarge`) before anything is enqueued. Every byte sits in Redis and "
+            "travels each hop: pass a reference (a URL, a file name) rather than raising it."
+        ),
+        json_schema_extra={"section": Section.SUBMITTING},
+    )
 
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
-    log_format: str = Field(default="text", pattern=r"^(text|json)$")
-    # Speed-ups on private Celery/kombu internals; off = stock code paths, every guarantee kept.
-    fast_paths: bool = True
+    # --- Results ----------------------------------------------------------------------------------
+    result_expires: int = Field(
+        default=86_400,
+        ge=60,
+        description=(
+            "Seconds a finished job's result and its record (`jobq show`) stay in Redis. Longer "
+            "keeps more history, at the cost of Redis memory."
+        ),
+        json_schema_extra={"section": Section.RESULTS},
+    )
+    result_failure_expires: int = Field(
+        default=604_800,
+        ge=60,
+        description=(
+            "Seconds a failed job's result (its error) stays in Redis: longer than successes, "
+            "so failures can still be inspected days later."
+        ),
+        json_schema_extra={"section": Section.RESULTS},
+    )
 
-    # --- Back pressure and rate limits (issue 3): producers/backpressure.py, ratelimit.py ---
-    # Admission gate per queue: over the high-water mark producers wait (or fail with
-    # QueueFull) until the backlog (all priority lists + rate-delayed jobs) drains to the
-    # low-water mark. 0 disables the gate for that queue. ~1.5 KB of Redis per queued job.
-    io_high_water: int = Field(default=100_000, ge=0)
-    io_low_water: int = Field(default=80_000, ge=0)
-    cpu_high_water: int = Field(default=100_000, ge=0)
-    cpu_low_water: int = Field(default=80_000, ge=0)
-    # What submit does at the mark unless the caller says: "wait" (block) or "fail" (QueueFull).
-    on_full: str = Field(default="wait", pattern=r"^(wait|fail)$")
-    # How long a waiting producer waits for the backlog to drain before raising QueueFull.
-    gate_timeout: float = Field(default=300.0, ge=0)
-    # Rate limits: a job whose token is at most this many seconds away waits for it in place
-    # (gevent: only its greenlet parks); later ones are parked in Redis until their turn, so
-    # they hold no worker slot and no prefetch. Prefork parks a whole process: keep it short.
-    io_rate_max_park: float = Field(default=1.0, ge=0)
-    cpu_rate_max_park: float = Field(default=0.1, ge=0)
-    # --- end of back pressure and rate limit settings -------------------------------------
+    # --- Logging ----------------------------------------------------------------------------------
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="Workers' log level (uppercase); `jobq worker --loglevel` overrides it.",
+        json_schema_extra={"section": Section.LOGGING},
+    )
+    log_format: str = Field(
+        default="text",
+        pattern=r"^(text|json)$",
+        description=(
+            "`text`: Celery's usual lines, with `[job=… id=… queue=… pool=… pid=… on=… cid=…]` "
+            "appended inside a job; `json`: one JSON object per line (time, level, logger, "
+            "message, the job context, the exception), for log shippers. "
+            "`jobq worker --log-format` overrides it."
+        ),
+        json_schema_extra={"section": Section.LOGGING},
+    )
+    log_each_job: bool = Field(
+        default=False,
+        description=(
+            "Log Celery's two INFO lines per job (`Task … received`, `… succeeded in …`). Off by "
+            "default: they cost a visible share of a busy worker's CPU. Turn it on to follow "
+            "single jobs while debugging."
+        ),
+        json_schema_extra={"section": Section.LOGGING},
+    )
+
+    # --- Shipped jobs and testing -----------------------------------------------------------
+    # fetch_url takes these from its own argument defaults today (workers/jobs/http.py).
+    fetch_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "The largest response body `fetch_url` accepts, in bytes: its `max_bytes` argument "
+            "defaults to this and may not exceed it, so no submitter can make one job hold an "
+            "unbounded page in a worker's memory (and in Redis with `keep_body`)."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
+    fetch_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds `fetch_url` allows a whole request (connect, redirects, body) when the job "
+            "does not pass `timeout=`; a job may pass up to 300."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
+    fault_jobs: bool = Field(
+        default=False,
+        description=(
+            "Register the fault-injection jobs (crash a process, write a file, …) for the test "
+            "suite and `jobq faults`. Never in production: anyone who can enqueue could then "
+            "kill workers or write files as the workers' user. docker compose never passes it."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
 
     @model_validator(mode="after")
     def _client_certificate_needs_its_key(self) -> Settings:

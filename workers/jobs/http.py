@@ -100,12 +100,19 @@ def download(url: str, *, timeout: float, max_bytes: int) -> tuple[int, bytes, f
     raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {url}")
 
 
+# Read when the job is declared (the job modules load with the app), so submitters and workers
+# check the same bounds: JOBQ_FETCH_TIMEOUT and JOBQ_FETCH_MAX_BYTES.
+_settings = get_settings()
+
+
 # No rate by default; `jobq limits set fetch_url 5/s` then limits each host to 5 requests/s.
 @io_job(rate_key=by_host("url"))
 def fetch_url(
     url: HttpUrl,
-    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0,
-    max_bytes: Annotated[int, Field(gt=0)] = 5 * 1024 * 1024,
+    timeout: Annotated[float, Field(gt=0, le=300)] = _settings.fetch_timeout,
+    max_bytes: Annotated[int, Field(gt=0, le=_settings.fetch_max_bytes)] = (
+        _settings.fetch_max_bytes
+    ),
     keep_body: bool = False,
 ) -> dict[str, Any]:
     """Fetch a URL; return its status, size, sha256 and elapsed seconds.

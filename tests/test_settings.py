@@ -1,0 +1,50 @@
+"""Settings other modules read through ``Settings`` rather than from the environment."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from workers.features.log_context import JsonJobFormatter, TextJobFormatter, format_handlers
+from workers.settings import Settings, get_settings
+
+
+@pytest.fixture
+def fresh_settings():
+    """``get_settings()`` re-reads the environment in this test, and again after it."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def formatter_for(monkeypatch, value: str | None) -> logging.Formatter | None:
+    if value is None:
+        monkeypatch.delenv("JOBQ_LOG_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("JOBQ_LOG_FORMAT", value)
+    get_settings.cache_clear()
+    logger = logging.Logger("jobq-test")
+    logger.addHandler(logging.StreamHandler())
+    format_handlers(logger)
+    return logger.handlers[0].formatter
+
+
+def test_log_format_is_read_through_settings(monkeypatch, fresh_settings):
+    assert isinstance(formatter_for(monkeypatch, None), TextJobFormatter)
+    assert isinstance(formatter_for(monkeypatch, "json"), JsonJobFormatter)
+
+
+@pytest.mark.parametrize("value", ["xml", "JSON", ""])
+def test_log_format_accepts_only_text_or_json(monkeypatch, value):
+    monkeypatch.setenv("JOBQ_LOG_FORMAT", value)
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings()
+
+
+def test_fast_paths_are_on_by_default_and_can_be_switched_off(monkeypatch):
+    monkeypatch.delenv("JOBQ_FAST_PATHS", raising=False)
+    assert Settings().fast_paths is True
+    monkeypatch.setenv("JOBQ_FAST_PATHS", "false")
+    assert Settings().fast_paths is False
