@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import redis
+from kombu.exceptions import OperationalError
 
-from producers.outage import UNREACHABLE, ride_out
+from producers.outage import UNREACHABLE, causes, ride_out
 from producers.queues import queue_lists
 from workers.keys import DELAYED_PREFIX, GATE_PREFIX  # parked rate-limited jobs count too
 from workers.settings import Settings, get_settings
@@ -297,10 +298,18 @@ def gated_publish(
 
 
 def is_redis_full(exc: BaseException) -> bool:
-    """True for Redis's "OOM command not allowed when used memory > 'maxmemory'" refusal."""
-    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-        isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc)
-    )
+    """True for Redis's "OOM command not allowed when used memory > 'maxmemory'" refusal.
+
+    Also when kombu wrapped it (Celery's ``send_task`` raises ``OperationalError`` from it).
+    """
+    for seen in causes(exc):
+        if isinstance(seen, redis.exceptions.OutOfMemoryError):
+            return True
+        if isinstance(seen, redis.exceptions.ResponseError) and (
+            "OOM command not allowed" in str(seen) or "used memory > 'maxmemory'" in str(seen)
+        ):
+            return True
+    return False
 
 
 @contextmanager
@@ -310,7 +319,7 @@ def redis_full_errors(
     """Turn Redis's out-of-memory refusal into :class:`RedisFull` with a message that says why."""
     try:
         yield
-    except redis.exceptions.ResponseError as exc:
+    except (redis.exceptions.ResponseError, OperationalError) as exc:
         if not is_redis_full(exc):
             raise
         raise RedisFull(

@@ -29,7 +29,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import redis
@@ -98,11 +98,20 @@ def is_unreachable(exc: BaseException) -> bool:
     """
     if not isinstance(exc, UNREACHABLE):
         return False
-    seen: BaseException | None = exc
-    for _ in range(8):  # the cause chain (kombu and redis-py wrap the original), bounded
-        if seen is None:
-            break
+    for seen in causes(exc):
         if isinstance(seen, _REFUSED) or any(word in str(seen) for word in _REFUSED_WORDS):
             return False
-        seen = seen.__cause__ or seen.__context__
+        # Redis answered (OOM, READONLY …): it was reached, and a retry would be refused again.
+        if isinstance(seen, redis.exceptions.ResponseError):
+            return False
     return True
+
+
+def causes(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it wraps (kombu and redis-py wrap the original), bounded."""
+    seen: BaseException | None = exc
+    for _ in range(limit):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__

@@ -165,3 +165,28 @@ def test_a_full_redis_is_a_clear_producer_error(tmp_path: Path):
         assert 0 < reported <= client.llen("io")
     finally:
         server.stop()
+
+
+def test_a_full_redis_wrapped_by_kombu_is_a_refusal_not_an_outage():
+    # Celery's send_task (the stock publish path) raises kombu's OperationalError from Redis's
+    # OOM answer: that is Redis refusing, to report as "Redis is full", never to retry as if
+    # Redis were unreachable.
+    from kombu.exceptions import OperationalError
+
+    from producers.backpressure import is_redis_full
+    from producers.outage import is_unreachable
+
+    oom = redis.exceptions.OutOfMemoryError(
+        "Command # 1 (LLEN io) of pipeline caused error: command not allowed when used memory "
+        "> 'maxmemory'."
+    )
+    try:
+        try:
+            raise oom
+        except redis.exceptions.ResponseError as exc:
+            raise OperationalError(str(exc)) from exc
+    except OperationalError as wrapped:
+        assert is_redis_full(wrapped)
+        assert not is_unreachable(wrapped)
+    refused = OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    assert is_unreachable(refused) and not is_redis_full(refused)
