@@ -171,6 +171,7 @@ def test_a_full_redis_wrapped_by_kombu_is_a_refusal_not_an_outage():
     # Celery's send_task (the stock publish path) raises kombu's OperationalError from Redis's
     # OOM answer: that is Redis refusing, to report as "Redis is full", never to retry as if
     # Redis were unreachable.
+    import redis
     from kombu.exceptions import OperationalError
 
     from producers.backpressure import is_redis_full
