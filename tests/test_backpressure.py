@@ -24,8 +24,6 @@ from workers.timings import read_records
 
 from .waiting import wait_until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def marks(monkeypatch):
@@ -147,6 +145,7 @@ def test_producers_racing_for_the_last_room_never_overshoot(redis_client):
     assert sum(exc.not_submitted for exc in results) == 4 * 200 - depth
 
 
+@pytest.mark.integration
 def test_a_full_redis_is_a_clear_producer_error(tmp_path: Path):
     server = start_redis(data_dir=tmp_path / "tiny", maxmemory="3mb")
     try:

@@ -14,8 +14,6 @@ import pytest
 from producers.handle import JobHandle
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.integration
-
 UUID_LENGTH = 36
 
 
@@ -160,6 +158,7 @@ def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
     assert status["in_flight"] == 1
 
 
+@pytest.mark.integration
 def test_unreachable_redis_exits_1_with_a_clear_message():
     # JOBQ_PRODUCER_RETRY_FOR=0: fail at once (tests/test_producer_outage.py covers the window).
     env = {"REDIS_URL": "redis://:pw@127.0.0.1:1/0", "JOBQ_PRODUCER_RETRY_FOR": "0"}

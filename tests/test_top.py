@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -15,8 +14,6 @@ from producers import submit_many
 from tests.waiting import wait_until
 from workers.settings import get_settings
 from workers.timings import read_records
-
-pytestmark = pytest.mark.integration
 
 
 def frame_text(state: TopState) -> str:
