@@ -54,7 +54,7 @@ PROCESS_FIXTURES = frozenset(
 )
 # Module-scoped fixtures that start processes: the tests using one run in the same xdist
 # process (``--dist loadgroup``), so the processes start once, not once per xdist process.
-MODULE_PROCESS_FIXTURES = frozenset({"compose_workers"})
+MODULE_PROCESS_FIXTURES = frozenset({"_module_workers", "compose_workers"})
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -147,6 +147,48 @@ def workers(redis_client: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerP
     # workers. Tests of orderly shutdown signal their workers themselves and assert on it.
     for worker in started:
         worker.kill()  # the main process and its children, whatever state they are in
+
+
+@pytest.fixture(scope="module")
+def _module_workers(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Workers started once per module and per set of arguments; see ``shared_workers``."""
+    started: dict[tuple[Any, ...], WorkerProcess] = {}
+    log_dir = tmp_path_factory.mktemp("shared-workers")
+
+    def start(pool: str, **kw: Any) -> WorkerProcess:
+        key = (pool, tuple(sorted(kw.items())))
+        worker = started.get(key)
+        if worker is None:
+            worker = start_worker(pool, env=dict(os.environ), log_dir=log_dir, **kw)
+            started[key] = worker
+            worker.wait_ready(timeout=60)
+        # A shared worker that died would make every later test of the module fail obscurely.
+        assert worker.alive(), f"shared worker {worker.node_name} died:\n{worker.log_tail()}"
+        return worker
+
+    yield start
+    for worker in started.values():
+        worker.kill()
+
+
+@pytest.fixture
+def shared_workers(
+    _module_workers: Callable[..., WorkerProcess], redis_client: Any
+) -> Callable[..., WorkerProcess]:
+    """``workers`` for modules whose tests only submit jobs and read what the workers did.
+
+    ``shared_workers("io", concurrency=10)`` starts that worker at its first call in the module
+    and returns the same process to every later test asking for the same arguments, which saves
+    a worker start-up per test. Each test still begins on an empty database: a worker keeps
+    consuming, storing results and answering control commands after a FLUSHALL
+    (tests/test_shared_workers.py checks it). Do not use it for tests that change a worker
+    (pause it, kill it, set its environment or limits, count what it has processed), that
+    depend on which workers exist, or in a module where another test must find its queue
+    unconsumed: the shared workers live until the module's last test has run.
+    """
+    return _module_workers
 
 
 @pytest.fixture(scope="session")

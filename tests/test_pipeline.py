@@ -1,4 +1,8 @@
-"""A pipeline crosses both pools: fetch on gevent, analyze on prefork."""
+"""A pipeline crosses both pools: fetch on gevent, analyze on prefork.
+
+The tests only submit jobs and read their results, so they share one I/O and one CPU worker
+(``shared_workers``); each still starts on an empty database.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,10 @@ from producers import submit
 from workers.jobs.text import analyze
 from workers.timings import read_records
 
-pytestmark = pytest.mark.integration
 
-
-def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(workers, local_site):
-    io_worker = workers("io", concurrency=10)
-    cpu_worker = workers("cpu", concurrency=1)
+def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(shared_workers, local_site):
+    io_worker = shared_workers("io", concurrency=10)
+    cpu_worker = shared_workers("cpu", concurrency=1)
     page = prose(7, 2000)
 
     handle = submit("fetch_and_analyze", url=local_site.url("/page/7"), top=5)
@@ -35,8 +37,8 @@ def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(workers, local
     assert first["worker"] == io_worker.node_name
 
 
-def test_fetch_url_reports_status_size_and_digest(workers, local_site):
-    workers("io", concurrency=5)
+def test_fetch_url_reports_status_size_and_digest(shared_workers, local_site):
+    shared_workers("io", concurrency=10)
 
     result = submit("fetch_url", url=local_site.url("/bytes/1000")).get(timeout=30)
 
@@ -45,16 +47,16 @@ def test_fetch_url_reports_status_size_and_digest(workers, local_site):
     assert result["sha256"] == hashlib.sha256(b"x" * 1000).hexdigest()
 
 
-def test_fetch_url_refuses_a_body_over_its_size_cap(workers, local_site):
-    workers("io", concurrency=5)
+def test_fetch_url_refuses_a_body_over_its_size_cap(shared_workers, local_site):
+    shared_workers("io", concurrency=10)
 
     handle = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024)
     with pytest.raises(Exception, match="max_bytes"):
         handle.get(timeout=30)
 
 
-def test_fetch_url_follows_redirects_to_the_page(workers, local_site):
-    workers("io", concurrency=5)
+def test_fetch_url_follows_redirects_to_the_page(shared_workers, local_site):
+    shared_workers("io", concurrency=10)
 
     result = submit("fetch_url", url=local_site.url("/redirect/3")).get(timeout=30)
 
@@ -62,8 +64,8 @@ def test_fetch_url_follows_redirects_to_the_page(workers, local_site):
     assert result["sha256"] == hashlib.sha256(prose(3, 2000).encode()).hexdigest()
 
 
-def test_fetch_url_gives_up_after_its_timeout(workers, local_site):
-    workers("io", concurrency=5)
+def test_fetch_url_gives_up_after_its_timeout(shared_workers, local_site):
+    shared_workers("io", concurrency=10)
 
     handle = submit("fetch_url", url=local_site.url("/delay/5000"), timeout=0.5)
     with pytest.raises(Exception, match=r"no complete response in 0\.5 s"):
