@@ -95,8 +95,7 @@ def test_json_log_lines_parse_and_carry_the_job_context(workers):
     with correlation("batch-9"):
         io_handle = submit("io_wait", ms=1)
         cpu_handle = submit("cpu_spin", ms=1)
-    io_handle.get(timeout=30)
-    cpu_handle.get(timeout=30)
+    ran_in = {"io": io_handle.get(timeout=30)["pid"], "cpu": cpu_handle.get(timeout=30)["pid"]}
 
     for worker, handle, queue in ((io_worker, io_handle, "io"), (cpu_worker, cpu_handle, "cpu")):
         assert worker.log_path is not None
@@ -114,7 +113,7 @@ def test_json_log_lines_parse_and_carry_the_job_context(workers):
         for entry in in_job:
             assert entry["correlation_id"] == "batch-9"
             assert entry["pool"] == queue
-            assert isinstance(entry["pid"], int)
+            assert entry["pid"] == ran_in[queue]  # the process that ran the job
             assert entry["greenlet"]
         if queue == "io":
             assert all(e["greenlet"].startswith("greenlet-") for e in in_job)
