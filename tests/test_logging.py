@@ -45,7 +45,8 @@ def test_a_correlation_id_given_at_submit_reaches_every_step_of_a_pipeline(worke
     )
     assert submitted.returncode == 0, submitted.stderr
     last_id = json.loads(submitted.stdout)["id"]
-    (last,) = read_records([last_id])
+    # The record is written just after the result (task_postrun): wait for it.
+    (last,) = wait_until(lambda: [r for r in read_records([last_id]) if r.get("name")], timeout=10)
     (first,) = read_records([last["parent_id"]])
     assert first["name"] == "fetch_url"
     assert last["name"] == "analyze_text"

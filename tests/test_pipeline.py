@@ -15,6 +15,8 @@ from producers import submit
 from workers.jobs.text import analyze
 from workers.timings import read_records
 
+from .waiting import wait_until
+
 
 def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(shared_workers, local_site):
     io_worker = shared_workers("io", concurrency=10)
@@ -28,8 +30,11 @@ def test_fetch_and_analyze_returns_the_analysis_of_the_local_page(shared_workers
     assert analysis["words"] == expected["words"]
     assert analysis["top_terms"] == [list(pair) for pair in expected["top_terms"]]
     assert analysis["source"]["sha256"] == hashlib.sha256(page.encode()).hexdigest()
-    # The analysis ran on the CPU worker, the fetch before it on the I/O worker.
-    (last,) = read_records([handle.id])
+    # The analysis ran on the CPU worker, the fetch before it on the I/O worker. A prefork
+    # worker stores the job's record just after its result (task_postrun): wait for it.
+    (last,) = wait_until(
+        lambda: [r for r in read_records([handle.id]) if r.get("name")], timeout=10
+    )
     assert last["worker"] == cpu_worker.node_name
     assert last["parent_id"]
     (first,) = read_records([last["parent_id"]])
