@@ -45,7 +45,7 @@ PROCESS_FIXTURES = frozenset(
         "redis_client",
         "workers",
         "local_site",
-        # Module fixtures that start their own processes without the ones above.
+        # Fixtures of test modules that start processes of their own.
         "own_redis",
         "tls_redis",
         "fault_lab",
@@ -101,6 +101,7 @@ def _unit_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[Non
     original = subprocess.Popen.__init__
 
     def refuse(self: Any, args: Any, *rest: Any, **kw: Any) -> None:
+        self._child_created = False  # read by Popen.__del__ on this half-made object
         raise AssertionError(
             f"{request.node.nodeid} starts a process ({args!r}) but is not marked integration: "
             "use a process fixture or @pytest.mark.integration (see tests/conftest.py)"
