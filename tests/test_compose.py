@@ -192,6 +192,7 @@ def run_compose_config(tmp_path: Path, env_lines: dict[str, str]) -> subprocess.
     )
 
 
+@pytest.mark.integration
 def test_docker_compose_config_accepts_the_file(tmp_path):
     result = run_compose_config(tmp_path, TEST_SECRETS)
 
@@ -209,6 +210,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         assert config["services"][name]["command"] == mine["services"][name]["command"], name
 
 
+@pytest.mark.integration
 def test_docker_compose_refuses_to_run_without_the_secrets(tmp_path):
     result = run_compose_config(tmp_path, {"REDIS_PASSWORD": "", "FLOWER_BASIC_AUTH": ""})
 
@@ -456,6 +458,7 @@ def as_local_argv(command: list[str]) -> list[str]:
     return jobq_argv(*command[1:])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("service", "pool"), [("worker-io", "gevent"), ("worker-cpu", "prefork")])
 def test_worker_commands_choose_the_pool_on_the_command_line(service, pool):
     command = resolved_compose()["services"][service]["command"]
@@ -531,6 +534,7 @@ def test_worker_healthcheck_passes_for_its_replica_and_fails_for_another(service
     assert run_healthcheck(service, other, timeout_s="1") != 0
 
 
+@pytest.mark.integration
 def test_flower_command_refuses_to_run_without_auth():
     command = resolved_compose()["services"]["flower"]["command"]
     env = {**compose_env_for_tests("flower"), "FLOWER_BASIC_AUTH": ""}
@@ -584,6 +588,7 @@ def test_exporter_command_serves_metrics_from_redis(redis_server):
         exporter.kill()
 
 
+@pytest.mark.integration
 def test_demo_site_serves_pages_and_stops_cleanly_on_term(tmp_path):
     command = resolved_compose()["services"]["demo-site"]["command"]
     port = free_port()

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ops.faults.lab import lab
 from ops.faults.scenarios import poison_gevent
 from ops.processes import jobq_argv
@@ -102,6 +104,7 @@ def test_dead_cli_lists_shows_retries_and_purges(workers: Any, redis_client: Any
     assert list_dead() == []
 
 
+@pytest.mark.integration
 def test_poison_job_killing_the_whole_gevent_worker_is_stopped_by_the_delivery_limit(
     tmp_path: Path,
 ) -> None:

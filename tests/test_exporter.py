@@ -17,8 +17,6 @@ from tests.waiting import wait_until
 from workers.stores.job_records import read_records
 from workers.stores.rate_limits import read_stats, set_limit
 
-pytestmark = pytest.mark.integration
-
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+from ops.cli import main
 from producers import submit, submit_many
 from workers.stores.job_records import read_records
 
@@ -85,8 +87,9 @@ def test_cli_no_result_prints_the_id_and_the_job_runs_without_a_result(workers, 
     ],
 )
 def test_cli_no_result_refuses_wait_and_pipelines(redis_client, args, expected):
-    done = _jobq("submit", *args)
+    # A usage error: the command runs in this process (Click's runner), no process needed.
+    done = CliRunner().invoke(main, ["submit", *args], env={"COLUMNS": "200"})
 
-    assert done.returncode == 2
+    assert done.exit_code == 2, done.output
     assert expected in " ".join(done.stderr.split())
     assert redis_client.llen("io") == 0

@@ -25,8 +25,6 @@ from producers import submit_many
 from tests.waiting import wait_until
 from workers.stores.job_records import read_records
 
-pytestmark = pytest.mark.integration
-
 CREDENTIALS = "jobq:test-only-password"
 IMPLEMENTATIONS = {
     "celery.concurrency.gevent:TaskPool": "gevent",

@@ -6,15 +6,11 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from ops.processes import WorkerProcess, jobq_argv
 from producers import submit
 from tests.waiting import wait_until
 from workers.correlation import correlation
 from workers.stores.job_records import read_records
-
-pytestmark = pytest.mark.integration
 
 # Celery's per-job lines ("Task … received/succeeded") are off by default for speed
 # (workers/fastpath.py); the shipped jobs log nothing else, so turn them on to have lines to check.
@@ -49,7 +45,8 @@ def test_a_correlation_id_given_at_submit_reaches_every_step_of_a_pipeline(worke
     )
     assert submitted.returncode == 0, submitted.stderr
     last_id = json.loads(submitted.stdout)["id"]
-    (last,) = read_records([last_id])
+    # The record is written just after the result (task_postrun): wait for it.
+    (last,) = wait_until(lambda: [r for r in read_records([last_id]) if r.get("name")], timeout=10)
     (first,) = read_records([last["parent_id"]])
     assert first["name"] == "fetch_url"
     assert last["name"] == "analyze_text"
@@ -99,8 +96,7 @@ def test_json_log_lines_parse_and_carry_the_job_context(workers):
     with correlation("batch-9"):
         io_handle = submit("io_wait", ms=1)
         cpu_handle = submit("cpu_spin", ms=1)
-    io_handle.get(timeout=30)
-    cpu_handle.get(timeout=30)
+    ran_in = {"io": io_handle.get(timeout=30)["pid"], "cpu": cpu_handle.get(timeout=30)["pid"]}
 
     for worker, handle, queue in ((io_worker, io_handle, "io"), (cpu_worker, cpu_handle, "cpu")):
         assert worker.log_path is not None
@@ -118,7 +114,7 @@ def test_json_log_lines_parse_and_carry_the_job_context(workers):
         for entry in in_job:
             assert entry["correlation_id"] == "batch-9"
             assert entry["pool"] == queue
-            assert isinstance(entry["pid"], int)
+            assert entry["pid"] == ran_in[queue]  # the process that ran the job
             assert entry["greenlet"]
         if queue == "io":
             assert all(e["greenlet"].startswith("greenlet-") for e in in_job)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
@@ -17,8 +16,6 @@ from workers.stores.client import get_redis
 from workers.stores.pause_flags import is_paused
 
 from .waiting import wait_until
-
-pytestmark = pytest.mark.integration
 
 
 def depth(queue: str) -> int:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from producers import submit, submit_many
 from producers.status import collect_workers
 from workers.stores.probes import read_probe
-
-pytestmark = pytest.mark.integration
 
 
 def test_io_job_runs_in_a_gevent_greenlet_of_the_worker_process(workers):

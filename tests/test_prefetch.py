@@ -10,7 +10,6 @@ import json
 import time
 from collections import Counter
 
-import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
@@ -21,8 +20,6 @@ from workers.stores.client import get_redis
 from workers.stores.rate_limits import read_stats
 
 from .waiting import wait_until
-
-pytestmark = pytest.mark.integration
 
 
 def held_per_queue() -> Counter[str]:

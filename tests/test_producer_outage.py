@@ -80,6 +80,7 @@ def _stop_mid_submit(server: RedisServer, producer: subprocess.Popen[str]) -> No
     server.stop()  # SIGTERM: Redis flushes its append-only file, so the jobs in it survive
 
 
+@pytest.mark.integration
 def test_submit_waits_for_a_redis_that_comes_up_late(tmp_path: Path):
     port, password = free_port(), "outage-pw"
     url = f"redis://:{password}@127.0.0.1:{port}/0"
@@ -138,6 +139,7 @@ def test_past_the_window_a_bulk_submit_exits_1_and_prints_what_went_in(
     assert len(queued - set(printed)) <= 500
 
 
+@pytest.mark.integration
 def test_with_no_redis_it_gives_up_after_the_window_with_exit_1(tmp_path: Path):
     url = f"redis://:pw@127.0.0.1:{free_port()}/0"
     started = time.monotonic()

@@ -14,8 +14,6 @@ from workers.stores.rate_limits import InvalidRate, effective_rate, parse_rate, 
 
 from .waiting import wait_until
 
-pytestmark = pytest.mark.integration
-
 
 def observed_rate(finished: list[float]) -> tuple[float, float]:
     """(jobs per second, seconds observed) from completion timestamps."""

@@ -13,6 +13,9 @@ import pytest
 from ops.faults.lab import lab
 from ops.faults.scenarios import producer_outage, redis_restart
 
+# Every test here runs a fault lab: its own redis-server and workers.
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("crash", [True, False], ids=["sigkill", "sigterm"])
 def test_queued_jobs_survive_a_redis_restart_and_clients_reconnect(

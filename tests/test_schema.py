@@ -27,7 +27,13 @@ def test_unknown_and_missing_arguments_are_named():
 
 
 def test_the_pipeline_step_input_is_not_a_submittable_argument():
-    assert "fetched" not in get_job("analyze_text").schema.parameters()
+    schema = get_job("analyze_text").schema
+    assert "fetched" not in schema.parameters()  # not offered in help texts
+    # …and refused from a producer: only the step before may hand analyze_text a page.
+    with pytest.raises(InvalidArguments) as caught:
+        schema.validate({"text": "x", "fetched": {"body_key": "jobq:body:someone-else"}})
+    assert caught.value.problems == ["fetched: unknown argument"]
+    assert schema.validate({"text": "x"}) == {"text": "x", "text_key": None, "top": 10}
 
 
 def test_unknown_job_lists_the_known_ones():

@@ -1,18 +1,19 @@
-"""`jobq show JOB_ID`: a job's state, timings, worker, result or error, and pipeline neighbours."""
+"""`jobq show JOB_ID`: a job's state, timings, worker, result or error, and pipeline neighbours.
+
+The tests only submit jobs and read what became of them, so they share their workers
+(``shared_workers``); each still starts on an empty database.
+"""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
 from producers import submit
 from tests.waiting import wait_until
 from workers.stores.job_records import read_records
-
-pytestmark = pytest.mark.integration
 
 
 def show(*args: str) -> tuple[int, str]:
@@ -25,9 +26,9 @@ def wait_for_record(job_id: str) -> None:
     wait_until(lambda: read_records([job_id])[0].get("name"), timeout=10)
 
 
-def test_show_follows_a_pipeline_across_both_pools(workers, local_site):
-    io_worker = workers("io", concurrency=5)
-    cpu_worker = workers("cpu", concurrency=1)
+def test_show_follows_a_pipeline_across_both_pools(shared_workers, local_site):
+    io_worker = shared_workers("io", concurrency=5)
+    cpu_worker = shared_workers("cpu", concurrency=1)
     handle = submit("fetch_and_analyze", url=local_site.url("/page/3"), top=3)
     analysis = handle.get(timeout=60)
     wait_for_record(handle.id)
@@ -64,8 +65,8 @@ def test_show_follows_a_pipeline_across_both_pools(workers, local_site):
     assert cpu_worker.node_name in text
 
 
-def test_show_prints_the_error_of_a_failed_job(workers, local_site):
-    workers("io", concurrency=5)
+def test_show_prints_the_error_of_a_failed_job(shared_workers, local_site):
+    shared_workers("io", concurrency=5)
     handle = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024)
     handle.get(timeout=30, propagate=False)
     wait_for_record(handle.id)
@@ -85,8 +86,8 @@ def test_show_prints_the_error_of_a_failed_job(workers, local_site):
     assert "max_bytes" in text
 
 
-def test_show_tells_how_fire_and_forget_jobs_ended(workers, local_site, redis_client):
-    workers("io", concurrency=5)
+def test_show_tells_how_fire_and_forget_jobs_ended(shared_workers, local_site, redis_client):
+    shared_workers("io", concurrency=5)
     succeeded = submit("io_wait", ms=1, ignore_result=True)
     failed = submit(
         "fetch_url", url=local_site.url("/bytes/5000"), max_bytes=1024, ignore_result=True

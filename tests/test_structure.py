@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workers", "producers", "ops")
 # ops may import producers and workers; producers may import workers; workers imports neither.
@@ -134,6 +136,7 @@ print("untouched")
 """
 
 
+@pytest.mark.integration  # a fresh interpreter; no Redis
 def test_a_producer_process_patches_no_library_global():
     # A user's process that imports producers and builds the app gets Celery and redis-py as
     # they are: the speed-ups that replace library functions are worker bootsteps only.
@@ -150,6 +153,7 @@ def test_a_producer_process_patches_no_library_global():
     assert completed.stdout.strip() == "untouched"
 
 
+@pytest.mark.integration  # a fresh interpreter; no Redis
 def test_importing_producers_builds_no_app_and_reads_no_settings():
     # A bad setting must not break `import producers`: the app is built on first use.
     completed = subprocess.run(

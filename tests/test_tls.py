@@ -84,6 +84,7 @@ def test_a_server_certificate_from_an_unknown_ca_is_refused(tls_redis: RedisServ
     assert tls_redis.client().llen("io") == 0  # nothing reached the queue
 
 
+@pytest.mark.integration
 def test_a_client_certificate_needs_its_key():
     env = {**os.environ, "JOBQ_REDIS_CERT_FILE": "/tmp/only-a-cert.pem", "JOBQ_REDIS_KEY_FILE": ""}
     done = _jobq("submit", "io_wait", "ms=5", env=env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -15,8 +14,6 @@ from producers import submit_many
 from tests.waiting import wait_until
 from workers.settings import get_settings
 from workers.stores.job_records import read_records
-
-pytestmark = pytest.mark.integration
 
 
 def frame_text(state: TopState) -> str:
@@ -85,8 +82,16 @@ def test_jobs_per_second_between_two_frames():
     assert jobs_per_second(None, after) == {"io": 0.5}
 
 
-def test_top_once_prints_a_frame(redis_client):
-    result = CliRunner().invoke(main, ["top", "--once"])
+def test_top_once_prints_a_frame_of_the_current_backlog(redis_client):
+    # No worker runs: the submitted jobs are the backlog the frame must show.
+    submit_many("io_wait", [{"ms": 1}] * 3)
+    submit_many("cpu_spin", [{"ms": 1}] * 2)
+
+    result = CliRunner().invoke(main, ["top", "--once"], env={"COLUMNS": "160"})
+
     assert result.exit_code == 0, result.output
     assert "backlog" in result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()}
+    assert rows["io"][1] == "3"
+    assert rows["cpu"][1] == "2"
     assert "no worker answered" in result.output

@@ -46,6 +46,7 @@ def test_whole_worker_sigkill_returns_running_and_prefetched_jobs(
     assert result.recovery_s < 60, result
 
 
+@pytest.mark.integration
 def test_long_jobs_on_a_live_worker_are_never_handed_out_twice(tmp_path: Path) -> None:
     # A 3 s lease renewed every second; the jobs run 12 s on one worker while another idles.
     short = {"JOBQ_VISIBILITY_TIMEOUT": "3", "JOBQ_LEASE_RENEW_INTERVAL": "1"}
