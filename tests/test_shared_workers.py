@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 
-from workers.timings import read_records
-
 from ops.processes import jobq_argv
 from producers import submit, submit_many
 from workers.app import app
+from workers.stores.job_records import read_records
 
 from .waiting import wait_until
 
