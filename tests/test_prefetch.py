@@ -37,7 +37,8 @@ def test_unacked_never_exceeds_concurrency_times_multiplier_with_10000_queued(wo
     multiplier = {"JOBQ_PREFETCH_MULTIPLIER": "3"}
     io = workers("io", ready=False, concurrency=4, env=multiplier)
     cpu = workers("cpu", ready=False, concurrency=2, env=multiplier)
-    submit_many("io_wait", [{"ms": 20}] * 10_000)
+    # Slow enough that 4 greenlets finish well under 1 000 jobs while the test samples.
+    submit_many("io_wait", [{"ms": 100}] * 10_000)
     submit_many("cpu_spin", [{"ms": 5}] * 10_000)
     io.wait_ready(timeout=60)
     cpu.wait_ready(timeout=60)
