@@ -3,7 +3,7 @@
 Messages built by producers/fastpublish.py (batched, pipelined LPUSH) must be indistinguishable
 from ``app.send_task`` to a worker: same envelope, headers and properties, executed with the
 right kwargs, results stored, ``task-sent`` events Celery's event receiver understands. The
-worker side's batched task events (workers/fastpath.py) must reach that receiver too.
+worker side's batched task events (workers/features/task_events.py) must reach that receiver too.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from workers.correlation import correlation
 from workers.stores.job_records import read_records
 
 # Celery's per-job lines ("Task … received/succeeded") are off by default for speed
-# (workers/fastpath.py); the shipped jobs log nothing else, so turn them on to have lines to check.
+# (workers/features/job_logs.py); the shipped jobs log nothing else, so turn them on to have
+# lines to check.
 PER_JOB_LINES = {"JOBQ_LOG_EACH_JOB": "true"}
 
 

@@ -1,4 +1,4 @@
-"""jobq's Redis transport (workers/transport.py) against a real redis-server, with kombu itself.
+"""jobq's Redis transport (workers/broker/batched.py) against a real redis-server and kombu.
 
 Batched fetch must keep kombu's promises: every delivered message is in ``unacked`` in kombu's
 own format (so a lease sweep can bring it back), the prefetch window is never exceeded, acks

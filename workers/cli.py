@@ -56,6 +56,6 @@ def worker_command(
         click.echo(shlex.join(argv))
         return
     if log_format:
-        # Read by workers/logcontext.py when Celery sets up logging in the exec'd worker.
+        # Read by workers/features/log_context.py when Celery sets up logging in the exec'd worker.
         os.environ["JOBQ_LOG_FORMAT"] = log_format
     os.execv(argv[0], argv)

@@ -222,8 +222,8 @@ class Settings(BaseSettings):
 
     # --- Reliability: leases, retries, dead letters, Redis outages ----------------------------
     # The lease is kombu's visibility_timeout kept short and renewed by live workers
-    # (workers/lease.py): one fixed long timeout would leave a killed worker's jobs invisible
-    # for as long, a short one alone would hand long jobs out twice.
+    # (workers/features/leases.py): one fixed long timeout would leave a killed worker's jobs
+    # invisible for as long, a short one alone would hand long jobs out twice.
     visibility_timeout: int = Field(
         default=30,
         ge=3,
@@ -320,7 +320,7 @@ class Settings(BaseSettings):
         json_schema_extra={"section": Section.RELIABILITY},
     )
 
-    # --- Back pressure and rate limits (producers/backpressure.py, workers/ratelimit.py) -----
+    # --- Back pressure and rate limits (producers/backpressure.py, workers/stores/rate_limits.py)
     # A Redis list is unbounded (kombu ignores x-max-length on Redis), so without the gate
     # producers could fill Redis until it refuses every write.
     io_high_water: int = Field(

@@ -159,11 +159,11 @@ psutil fell too. What the profiles showed, in the order the costs were removed:
   (HDEL/ZREM). First round: events buffered into `task.multi` batches as Celery already does
   for prefork (22% → 4% of samples); `task_track_started` off (~15%); no per-job INFO lines;
   the result check and write in one Lua call (17% → 12%). 5.2–6.3 → 2.2–2.5 ms per no-op job.
-* **Second round: batches instead of round trips.** `workers/transport.py` records the message
+* **Second round: batches instead of round trips.** `workers/broker/batched.py` records the message
   BRPOP returned and pops up to 32 more in one Lua call (kombu's keys and format);
-  `workers/groupcommit.py` sends each event-loop turn's results and records as one transaction,
-  then their acks. Receive + bookkeeping + ack had been over half of the samples; now the whole
-  batch, results and records included, is ~15%.
+  `workers/features/group_commit.py` sends each event-loop turn's results and records as one
+  transaction, then their acks. Receive + bookkeeping + ack had been over half of the samples;
+  now the whole batch, results and records included, is ~15%.
 * **A consumer asleep with work waiting.** With batched fetch the prefetch window fills in a
   few round trips; kombu's synchronous poller then slept until its 2 s timeout although jobs
   had finished (throughput fell to ~110 jobs/s in the first try). A self-pipe now wakes it when
