@@ -36,7 +36,8 @@ def flower_argv(
         "flower",
         f"--address={address}",
         f"--port={port}",
-        # Flower keeps every task in memory; 100 000 by default is a lot (flower #1305).
+        # Flower keeps every task in memory; 100 000 by default is a lot
+        # (https://github.com/mher/flower/issues/1305).
         "--max_tasks=20000",
         "--purge_offline_workers=300",
     ]

@@ -226,7 +226,8 @@ def _share_result_backend_in_workers(conf: Any = None, **_: Any) -> None:
     # Celery keeps one result backend per thread; under gevent that means one per greenlet, so
     # every job would open a fresh Redis connection. Workers only store results (they never wait
     # on them), so one shared, thread-safe client is right there. Producers keep the default:
-    # a shared result consumer races between threads waiting on results (celery #4670).
+    # a shared result consumer races between threads waiting on results
+    # (https://github.com/celery/celery/issues/4670).
     if conf is not None:
         conf.result_backend_thread_safe = True
 
