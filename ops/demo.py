@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ops.demo_summary import JobRecords, job_failed, job_finished
 from ops.local_site import LocalSite, prose
 from producers import submit, validate
+from workers.app import get_app
 from workers.stores.job_records import read_records
 
 # Rows of the summary, in this order: the two pools and the pipelines that cross them.
@@ -112,10 +113,9 @@ def submit_one(name: str, arguments: dict[str, Any]) -> DemoJob:
     """Validate and enqueue one job, keeping the id of every step."""
     spec, checked = validate(name, arguments)
     if spec.kind == "pipeline":
-        assert spec.build is not None
         # Celery canvas returns the last step's result linked to its parents: keep every step's
         # id, so a failed first step is seen at once rather than at the deadline.
-        last = spec.build(**checked).apply_async()
+        last = spec.canvas(get_app(), checked).apply_async()
         ids, node = [], last
         while node is not None:
             ids.append(node.id)

@@ -33,7 +33,8 @@ from producers.payload import refuse_oversized
 from producers.status import collect_status
 from producers.submit import check_fire_and_forget, stores_no_result, submit_gated, validate
 from workers import correlation
-from workers.registry import UnknownJob, all_jobs, get_job
+from workers.catalog import all_jobs, get_job
+from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
 from workers.stores.client import get_redis

@@ -11,7 +11,8 @@ Example::
 from __future__ import annotations
 
 from workers.app import get_app
-from workers.registry import UnknownJob, get_job
+from workers.catalog import get_job
+from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.stores.dead_letters import NotRetryable, get_dead, remove_dead
 

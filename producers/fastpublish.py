@@ -69,6 +69,8 @@ def task_message(
     sent_at: float | None = None,
     ignore_result: bool | None = None,
     correlation_id: str | None = None,
+    parent_id: str | None = None,
+    root_id: str | None = None,
 ) -> dict[str, Any]:
     """The envelope ``app.send_task(name, args, kwargs, queue=queue)`` would LPUSH, as a dict.
 
@@ -88,8 +90,9 @@ def task_message(
         "group_index": None,
         "retries": 0,
         "timelimit": [None, None],
-        "root_id": task_id,
-        "parent_id": None,
+        # A job submitted from inside a job is its child, in its pipeline's tree (as send_task).
+        "root_id": root_id or task_id,
+        "parent_id": parent_id,
         "argsrepr": _short_repr(tuple(args)),
         "kwargsrepr": _short_repr(dict(kwargs)),
         "origin": origin,
@@ -134,7 +137,7 @@ def sent_event(app: Celery, message: dict[str, Any], *, hostname: str) -> dict[s
         "clock": app.clock.forward(),
         "uuid": headers["id"],
         "root_id": headers["root_id"],
-        "parent_id": None,
+        "parent_id": headers["parent_id"],
         "name": headers["task"],
         "args": headers["argsrepr"],
         "kwargs": headers["kwargsrepr"],
@@ -178,6 +181,8 @@ def publish_many(
     pipeline_size: int = PIPELINE_SIZE,
     ignore_result: bool | None = None,
     correlation_id: str | None = None,
+    parent_id: str | None = None,
+    root_id: str | None = None,
 ) -> list[str]:
     """Enqueue one job per kwargs mapping in ``batch``; return the task ids, in order.
 
@@ -212,6 +217,8 @@ def publish_many(
                     sent_at=sent_at,
                     ignore_result=ignore_result,
                     correlation_id=correlation_id,
+                    parent_id=parent_id,
+                    root_id=root_id,
                 )
                 for kwargs in chunk
             ]

@@ -27,7 +27,8 @@ from producers.idempotency import submit_once
 from producers.payload import check_size
 from workers.app import get_app
 from workers.correlation import current_correlation_id
-from workers.registry import JobSpec, UnknownJob, get_job
+from workers.catalog import get_job
+from workers.registry import JobSpec, UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
 
@@ -158,7 +159,7 @@ def _gate_queue(spec: JobSpec, sample: dict[str, Any]) -> str | None:
     # A pipeline is admitted by the queue of its first step: that is where its backlog grows.
     if spec.queue is not None or spec.build is None:
         return spec.queue
-    canvas = spec.build(**sample)
+    canvas = spec.canvas(get_app(), sample)
     first = canvas.tasks[0] if getattr(canvas, "tasks", None) else canvas
     try:
         return get_job(first.task).queue
@@ -173,11 +174,13 @@ def submit_validated(
     # None, not False: the job's own declaration (@io_job(ignore_result=True)) then applies.
     ignore = True if ignore_result else None
     app = get_app()
-    if spec.kind != "pipeline" and get_settings().fast_paths:
+    if spec.kind != "pipeline" and app.conf.jobq_fast_paths:
         # Plain jobs: the same Celery messages, built in batches and sent with pipelined LPUSH
         # (producers/fastpublish.py), >10x faster than send_task per job (docs/benchmarks.md).
         # The correlation id in force (workers/correlation.py) goes in their headers.
         assert spec.queue is not None
+        # Submitted from inside a running job: a child of it, as send_task would make it.
+        parent = app.current_worker_task
         ids = publish_many(
             app,
             spec.name,
@@ -185,6 +188,8 @@ def submit_validated(
             batch,
             ignore_result=ignore,
             correlation_id=current_correlation_id(),
+            parent_id=parent.request.id if parent else None,
+            root_id=(parent.request.root_id or parent.request.id) if parent else None,
         )
         no_result = stores_no_result(spec, ignore_result)
         return [

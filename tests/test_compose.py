@@ -34,7 +34,7 @@ from ops.compose_env import COMPOSE_OWNED, compose_settings
 from ops.processes import jobq_argv, spawn
 from ops.settings_docs import stale_files
 from tests.waiting import wait_until
-from workers.registry import get_job
+from workers.catalog import get_job
 from workers.registry.schema import InvalidArguments
 from workers.settings import Settings
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from producers import submit, submit_many
 from producers.status import collect_workers
+from workers.stores.dead_letters import list_dead
+from workers.stores.job_records import read_records
 from workers.stores.probes import read_probe
+
+from .waiting import wait_until
 
 
 def test_io_job_runs_in_a_gevent_greenlet_of_the_worker_process(workers):
@@ -59,3 +65,20 @@ def test_two_cpu_jobs_run_at_the_same_time_in_two_processes(workers):
     assert len(pids) == 2
     assert second["start"] < first["end"], "the two cpu_spin jobs did not overlap"
     assert seen["peak"] == 2
+
+
+def test_prefork_children_started_with_spawn_record_and_dead_letter_their_jobs(workers):
+    # A spawned child is a fresh interpreter that unpickles the app: it must get jobq's
+    # features too (job records, dead letters), not Celery's bare app.
+    workers("cpu", concurrency=1, extra=("--pool-start-method", "spawn"))
+    done = submit("cpu_spin", ms=1)
+    failed = submit("always_fail", message="spawned")
+
+    assert done.get(timeout=60)["ms"] == 1
+    with pytest.raises(ValueError, match="spawned"):
+        failed.get(timeout=60)
+    (record,) = wait_until(
+        lambda: (records := read_records([done.id]))[0].get("worker") and records, timeout=15
+    )
+    assert record["state"] == "SUCCESS"
+    assert wait_until(lambda: failed.id in {e["id"] for e in list_dead()}, timeout=15)

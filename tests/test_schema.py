@@ -8,7 +8,8 @@ import pytest
 from producers.bulk import read_jobs
 from producers.cli import parse_assignments
 from workers.pools import POOLS, worker_argv
-from workers.registry import UnknownJob, get_job
+from workers.catalog import get_job
+from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import Settings, redact_url
 
@@ -88,15 +89,13 @@ def test_redis_passwords_are_redacted():
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
 
 
-def test_fetch_url_bodies_are_bounded_by_the_setting():
-    # JOBQ_FETCH_MAX_BYTES is both the default and the ceiling: no submitter can make one job
-    # hold an unbounded page in a worker's memory.
+def test_fetch_url_leaves_its_defaults_to_the_worker():
+    # JOBQ_FETCH_TIMEOUT / JOBQ_FETCH_MAX_BYTES are the running worker's, not the submitter's:
+    # the message carries no default for them.
     from producers import validate
-    from workers.settings import get_settings
 
-    limit = get_settings().fetch_max_bytes
     _, checked = validate("fetch_url", {"url": "http://127.0.0.1/"})
-    assert checked["max_bytes"] == limit
-    assert checked["timeout"] == get_settings().fetch_timeout
-    with pytest.raises(InvalidArguments, match="max_bytes"):
-        validate("fetch_url", {"url": "http://127.0.0.1/", "max_bytes": limit + 1})
+    assert checked["timeout"] is None
+    assert checked["max_bytes"] is None
+    with pytest.raises(InvalidArguments, match="timeout"):
+        validate("fetch_url", {"url": "http://127.0.0.1/", "timeout": 301})

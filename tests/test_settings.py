@@ -36,7 +36,13 @@ def test_log_format_is_read_through_settings(monkeypatch, fresh_settings):
     assert isinstance(formatter_for(monkeypatch, "json"), JsonJobFormatter)
 
 
-@pytest.mark.parametrize("value", ["xml", "JSON", ""])
+@pytest.mark.parametrize(("value", "read"), [("JSON", "json"), (" json ", "json"), ("", "text")])
+def test_log_format_is_read_in_any_case_as_it_always_was(monkeypatch, value, read):
+    monkeypatch.setenv("JOBQ_LOG_FORMAT", value)
+    assert Settings().log_format == read
+
+
+@pytest.mark.parametrize("value", ["xml", "yaml"])
 def test_log_format_accepts_only_text_or_json(monkeypatch, value):
     monkeypatch.setenv("JOBQ_LOG_FORMAT", value)
     with pytest.raises(ValidationError, match="log_format"):

@@ -35,7 +35,7 @@ from ops.redis_server import INSTALL_HINT, free_port
 from ops.stack import parse_scale
 from tests.waiting import wait_until
 from workers.pools import io_process_count
-from workers.registry import get_job
+from workers.catalog import get_job
 from workers.settings import get_settings
 
 ROW_OF_KIND = {"io": "io", "cpu": "cpu", "pipeline": "pipelines"}

@@ -172,3 +172,20 @@ def test_importing_producers_builds_no_app_and_reads_no_settings():
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "0"
+
+
+def test_a_worker_on_libraries_lacking_an_internal_is_refused_in_one_line(monkeypatch):
+    from kombu.transport import redis as redis_transport
+
+    from workers.broker import compat
+
+    assert compat.incompatibility(fast_paths=True) is None  # the pinned versions have them all
+    monkeypatch.delattr(redis_transport.Channel, "_q_for_pri")
+    refusal = compat.incompatibility(fast_paths=True)
+    assert refusal is not None
+    assert "\n" not in refusal
+    assert "_q_for_pri" in refusal
+    assert "JOBQ_FAST_PATHS=false" in refusal  # the stock paths do not need it
+    assert compat.incompatibility(fast_paths=False) is None
+    monkeypatch.delattr(redis_transport.Channel, "_brpop_read")
+    assert "pinned" in (compat.incompatibility(fast_paths=False) or "")

@@ -7,10 +7,11 @@ so one worker per pool serves every case. A job stopped by a hard limit is dead-
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from tests.waiting import wait_until
-from workers.app import app
+from workers.app import app, get_app
 from workers.stores.dead_letters import get_dead, list_dead
 
 
@@ -61,3 +62,22 @@ def test_prefork_soft_and_hard_limits(workers: Any) -> None:
 
     assert worker.alive()  # the pool replaced the killed child
     assert send("cpu_spin", "cpu", kwargs={"ms": 1}).get(timeout=30)["ms"] == 1
+
+
+def test_a_job_that_blocks_the_hub_during_warm_shutdown_is_stopped_at_its_hard_limit(
+    workers: Any,
+) -> None:
+    # The watchdog must outlive the pool's drain: a job still running after SIGTERM that starts
+    # computing without yielding is stopped at its hard limit, so the worker exits in time (the
+    # compose grace period is sized on the hard limit) instead of when the job ends.
+    worker = workers("io", concurrency=2)
+    job = send(
+        "wait_then_compute", "io", kwargs={"wait_s": 3, "compute_s": 60}, time_limit=6
+    )
+    wait_until(
+        lambda: any((get_app().control.inspect(timeout=0.5).active() or {}).values()), timeout=20
+    )
+    worker.signal(signal.SIGTERM)
+
+    assert worker.process.wait(timeout=30) is not None  # not the 63 s the job would take
+    assert dead_reason(job.id) == "time_limit"

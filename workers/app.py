@@ -45,7 +45,8 @@ from workers.features import (
     time_limits,
 )
 from workers.pools import POOLS
-from workers.registry import job_modules, load_jobs, route_job
+from workers.catalog import job_modules, load_jobs
+from workers.registry import route_job
 from workers.settings import Settings, get_settings
 from workers.stores.client import tls_options
 
@@ -139,15 +140,35 @@ def transport(settings: Settings, *, stock: bool = False) -> str | None:
     return "workers.broker.envelopes:GuardedRedisTransport"
 
 
+class JobqApp(Celery):
+    """jobq's Celery app: a copy sent to a spawned process is rebuilt by the composition root.
+
+    billiard starts prefork children with ``spawn`` on macOS, and on Linux with
+    ``--pool-start-method spawn``: such a child unpickles the app it was given. Celery's own
+    pickling rebuilds a bare app from its configuration, without jobq's features (no records,
+    no dead letters, no delivery-limit bookkeeping in the child); this one rebuilds it with
+    :func:`get_app`, from the same environment the parent read.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (get_app, ())
+
+
 def create_app(settings: Settings | None = None, *, stock_transport: bool = False) -> Celery:
     """Build the Celery app from ``settings`` and install every feature.
+
+    ``settings`` decide the app itself: broker, result backend, transport, Celery options, and
+    which features are installed. The features read the process's own settings
+    (:func:`~workers.settings.get_settings`) while they run, so a worker's settings are its
+    environment; pass settings that differ from the environment only to build a second app
+    for a process that runs no jobs (Flower, a test).
 
     ``stock_transport=True`` builds the same app on kombu's plain Redis transport, for processes
     that consume no jobs (Flower picks its broker client by the transport's URL scheme).
     """
     settings = settings or get_settings()
     load_jobs(settings)  # the jobs declare themselves (shared_task) before the app finalizes
-    app = Celery("jobq", include=job_modules(settings))
+    app = JobqApp("jobq", include=job_modules(settings))
     app.conf.update(
         **redis_conf(settings.redis_url, fast_paths=settings.fast_paths),
         # JSON only: pickle in a queue is remote code execution.

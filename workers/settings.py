@@ -19,7 +19,7 @@ from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -472,18 +472,20 @@ class Settings(BaseSettings):
         default=5 * 1024 * 1024,
         ge=1024,
         description=(
-            "The largest response body `fetch_url` accepts, in bytes: its `max_bytes` argument "
-            "defaults to this and may not exceed it, so no submitter can make one job hold an "
-            "unbounded page in a worker's memory (and in Redis with `keep_body`)."
+            "The largest response body `fetch_url` accepts, in bytes, when the job does not pass "
+            "`max_bytes=`; read by the worker that runs the job. A larger body fails the job "
+            "with `ResponseTooLarge`."
         ),
         json_schema_extra={"section": Section.JOBS},
     )
     fetch_timeout: float = Field(
         default=10.0,
         gt=0,
+        le=300,
         description=(
             "Seconds `fetch_url` allows a whole request (connect, redirects, body) when the job "
-            "does not pass `timeout=`; a job may pass up to 300."
+            "does not pass `timeout=`; read by the worker that runs the job. At most 300, as "
+            "for `timeout=`."
         ),
         json_schema_extra={"section": Section.JOBS},
     )
@@ -496,6 +498,14 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={"section": Section.JOBS},
     )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_in_any_case(cls, value: object) -> object:
+        # "JSON", " json " and "" (the default) were accepted when the variable was read by hand.
+        if isinstance(value, str):
+            return value.strip().lower() or "text"
+        return value
 
     @model_validator(mode="after")
     def _client_certificate_needs_its_key(self) -> Settings:

@@ -35,10 +35,10 @@ def setups() -> list[Setup]:
 
 def _enqueue(how: str, count: int) -> Callable[[], int]:
     from producers.submit import submit, submit_many
-    from workers.registry import get_job
+    from workers.app import get_app
 
-    task = get_job("io_wait").task
-    assert task is not None
+    # jobq's own app: the job is a shared task, whose proxy follows whatever app is current.
+    task = get_app().tasks["io_wait"]
 
     def apply_async() -> int:
         for _ in range(count):

@@ -147,7 +147,7 @@ class Lab:
 
     def submit_many(self, job: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
         """Publish jobs (kwargs already valid) to the job's queue; return their ids."""
-        from workers.registry import get_job
+        from workers.catalog import get_job
 
         spec = get_job(job)
         ids = []

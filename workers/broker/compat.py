@@ -9,8 +9,9 @@ internals that a release may change without notice. Two kinds:
 * **Fast paths** (``JOBQ_FAST_PATHS``, on by default): batched fetch and acks, the one-round-trip
   result write, buffered task events on gevent.
 
-A worker whose libraries lack one of them refuses to start with one line saying which, instead
-of losing jobs later. For a fast path the way out is ``JOBQ_FAST_PATHS=false`` (stock code
+A worker whose libraries lack one of them refuses to start, with one line on stderr saying which
+and exit status 2, instead of losing jobs later. The check is by name: it catches an internal that
+was removed or renamed, not one whose behaviour changed, which is why the pins stay. For a fast path the way out is ``JOBQ_FAST_PATHS=false`` (stock code
 paths, slower, every guarantee kept); for a guarantee, the pins.
 
 Example::
@@ -21,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -34,7 +36,12 @@ from workers.settings import Settings
 # (owner, attribute, what uses it). Instance attributes are checked on the class's __init__
 # source, so nothing has to connect to Redis.
 GUARANTEES: tuple[tuple[Any, str, str], ...] = (
+    # workers/broker/envelopes.py overrides _brpop_read with kombu 5.7.0's body, which uses
+    # the next three too.
     (redis_transport.Channel, "_brpop_read", "the guard against non-envelope queue items"),
+    (redis_transport.Channel, "_queue_cycle", "the guard against non-envelope queue items"),
+    (redis_transport.Channel, "_flush_brpop_reauth", "the guard against non-envelope queue items"),
+    (redis_transport.Channel, "_in_poll", "the guard against non-envelope queue items"),
     (redis_transport.Channel, "unacked_index_key", "lease renewal"),
     (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
     (redis_transport.QoS, "restore_visible", "restoring expired leases"),
@@ -43,7 +50,6 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
 )
 FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "_q_for_pri", "batched fetch and pipelined publishing"),
-    (redis_transport.Channel, "_queue_cycle", "batched fetch"),
     (redis_transport.QoS, "_remove_from_indices", "batched acks"),
     (virtual.QoS, "can_consume_max_estimate", "batched fetch"),
     (redis_transport.MultiChannelPoller, "on_poll_start", "waking a full prefetch window"),
@@ -75,8 +81,20 @@ def missing_internals(*, fast_paths: bool) -> list[str]:
     ]
 
 
-class IncompatibleLibraries(RuntimeError):
-    """The installed Celery/kombu lack an internal jobq needs."""
+EXIT_INCOMPATIBLE = 2
+
+
+def incompatibility(*, fast_paths: bool) -> str | None:
+    """The one-line refusal for these libraries, or None when they have what jobq uses."""
+    missing = missing_internals(fast_paths=fast_paths)
+    if not missing:
+        return None
+    hint = (
+        "set JOBQ_FAST_PATHS=false to run without the speed-ups that need them"
+        if fast_paths and not missing_internals(fast_paths=False)
+        else "install the Celery/kombu versions pinned in jobq's pyproject.toml"
+    )
+    return f"error: these Celery/kombu versions lack {'; '.join(missing)}: {hint}"
 
 
 class CheckInternals(bootsteps.Step):
@@ -84,16 +102,11 @@ class CheckInternals(bootsteps.Step):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        missing = missing_internals(fast_paths=parent.app.conf.jobq_fast_paths)
-        if missing:
-            hint = (
-                "set JOBQ_FAST_PATHS=false to run on stock Celery/kombu code paths"
-                if parent.app.conf.jobq_fast_paths and not missing_internals(fast_paths=False)
-                else "install the Celery/kombu versions pinned in jobq's pyproject.toml"
-            )
-            raise IncompatibleLibraries(
-                f"these Celery/kombu versions lack {'; '.join(missing)}: {hint}"
-            )
+        refusal = incompatibility(fast_paths=parent.app.conf.jobq_fast_paths)
+        if refusal:
+            # One line and an exit status, not a traceback from inside Celery's start-up.
+            print(refusal, file=sys.stderr)
+            raise SystemExit(EXIT_INCOMPATIBLE)
 
 
 def install(app: Celery, settings: Settings) -> None:

@@ -21,14 +21,14 @@ Example::
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery
 from celery.bootsteps import RUN
 from celery.signals import celeryd_after_setup
 from celery.worker.control import control_command
 
+from workers.features.loops import LoopStep, LoopThread
 from workers.settings import Settings
 from workers.stores.pause_flags import paused_queues
 
@@ -97,11 +97,10 @@ def jobq_resume(state: Any, queue: str, **_: Any) -> dict[str, str]:
     return {"ok": "done"}
 
 
-class _ReconcilerThread(threading.Thread):
+class _ReconcilerThread(LoopThread):
     def __init__(self, consumer: Any) -> None:
-        super().__init__(name="jobq-pause-reconciler", daemon=True)
+        super().__init__("jobq-pause-reconciler")
         self.consumer = consumer
-        self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(RECONCILE_INTERVAL):
@@ -114,25 +113,13 @@ class _ReconcilerThread(threading.Thread):
                 _apply(self.consumer, queue, paused=queue in paused)
 
 
-class PauseReconciler(bootsteps.StartStopStep):
+class PauseReconciler(LoopStep):
     """Consumer bootstep: apply the pause flags every few seconds while the consumer runs."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.thread: _ReconcilerThread | None = None
-
-    def start(self, parent: Any) -> None:
-        self.thread = _ReconcilerThread(parent)
-        self.thread.start()
-
-    def stop(self, parent: Any) -> None:
-        if self.thread is not None:
-            self.thread.stopping.set()
-            self.thread = None
-
-    shutdown = stop
+    def make_thread(self, parent: Any) -> LoopThread:
+        return _ReconcilerThread(parent)
 
 
 def install(app: Celery, settings: Settings) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from celery import Celery, Task, bootsteps, signature
+from celery import Celery, Task, signature
 from celery.exceptions import Ignore
 from kombu.utils.json import dumps, loads
 
@@ -32,6 +32,7 @@ from workers.keys import (
     RATE_STATS_KEY,
     SLOT_HEADER,
 )
+from workers.features.loops import LoopStep, LoopThread
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
 from workers.stores.client import get_redis
@@ -152,12 +153,11 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
     return moved
 
 
-class _MoverThread(threading.Thread):
+class _MoverThread(LoopThread):
     def __init__(self, app: Celery, queues: list[str]) -> None:
-        super().__init__(name="jobq-rate-mover", daemon=True)
+        super().__init__("jobq-rate-mover")
         self.app = app
         self.queues = queues
-        self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -175,28 +175,15 @@ class _MoverThread(threading.Thread):
             self.stopping.wait(max(MOVER_INTERVAL, wait))
 
 
-class RateLimitMover(bootsteps.StartStopStep):
+class RateLimitMover(LoopStep):
     """Worker bootstep: every worker puts parked jobs back on their queue when their turn comes.
 
     Every worker runs one (a Lua script leases each due job to one mover), so parked jobs move
     as long as any worker of any pool is alive.
     """
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.thread: _MoverThread | None = None
-
-    def start(self, parent: Any) -> None:
-        self.thread = _MoverThread(parent.app, [profile.queue for profile in POOLS.values()])
-        self.thread.start()
-
-    def stop(self, parent: Any) -> None:
-        if self.thread is not None:
-            self.thread.stopping.set()
-            self.thread = None
-
-    shutdown = stop
-    terminate = stop
+    def make_thread(self, parent: Any) -> LoopThread:
+        return _MoverThread(parent.app, [profile.queue for profile in POOLS.values()])
 
 
 def install(app: Celery, settings: Settings) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from celery import Celery, Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import worker_shutdown
 
 from workers.pools import is_gevent_pool, on_gevent
 from workers.settings import Settings, get_settings
@@ -89,22 +90,27 @@ def _raise_in_overdue_job(signum: int, frame: Any) -> None:
         raise TimeLimitExceeded(entry[1])
 
 
+# The watchdog thread runs while this holds True; one list per started watchdog.
+_running: list[list[bool]] = []
+
+
 class Watchdog(bootsteps.StartStopStep):
     """Worker bootstep: on the gevent pool, an OS thread that stops jobs blocking the hub.
 
     It wakes every :data:`WATCHDOG_INTERVAL` seconds. A cooperative job is stopped by the pool's
     own ``gevent.Timeout`` at its deadline; one still listed after that is blocking the hub, and
     SIGALRM makes the handler (in the main thread, so inside that job) raise there.
+
+    It must outlive the pool: on a warm shutdown the pool waits for its running jobs, and a job
+    that blocks the hub then must still be stopped at its hard limit. Steps stop in reverse
+    order, before the pool has drained, so the thread ends on ``worker_shutdown`` instead,
+    which Celery sends after the pool has joined (:func:`install`).
     """
 
     requires = ("celery.worker.components:Pool",)
 
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.running: list[bool] = []
-
     def start(self, parent: Any) -> None:
-        if not is_gevent_pool(parent.pool) or self.running:
+        if not is_gevent_pool(parent.pool) or _running:
             return
         from gevent import monkey
 
@@ -112,7 +118,8 @@ class Watchdog(bootsteps.StartStopStep):
         # The original (unpatched) thread and sleep: a greenlet would be blocked with the hub.
         start_thread = monkey.get_original("_thread", "start_new_thread")
         real_sleep = monkey.get_original("time", "sleep")
-        running = self.running = [True]
+        running = [True]
+        _running.append(running)
 
         def watch() -> None:
             while running[0]:
@@ -124,14 +131,14 @@ class Watchdog(bootsteps.StartStopStep):
         start_thread(watch, ())
         log.info("gevent time-limit watchdog started (checks every %ss)", WATCHDOG_INTERVAL)
 
-    def stop(self, parent: Any) -> None:
-        if self.running:
-            self.running[0] = False
-            self.running = []
 
-    terminate = stop
+def stop_watchdog(**_: Any) -> None:
+    """``worker_shutdown`` handler: end the watchdog thread once the pool has drained."""
+    while _running:
+        _running.pop()[0] = False
 
 
 def install(app: Celery, settings: Settings) -> None:
-    """Run the watchdog in ``app``'s gevent workers."""
+    """Run the watchdog in ``app``'s gevent workers, until the worker has shut down."""
     app.steps["worker"].add(Watchdog)
+    worker_shutdown.connect(stop_watchdog, weak=False, dispatch_uid="jobq.time_limits.watchdog")

@@ -10,7 +10,8 @@
 * ``crash_process(mode, tag)`` (cpu or io): kills its own process: ``exit`` (``os._exit``),
   ``kill`` (SIGKILL), ``segfault`` (a NULL read via ctypes). A poison job.
 * ``write_file(path)`` (io): creates a file; the bad-message tests use it as a sentinel.
-* ``compute_forever(seconds)`` (io): burns the CPU without yielding (gevent time-limit tests).
+* ``compute_forever(seconds)`` (io): burns the CPU without yielding (gevent time-limit tests);
+  ``wait_then_compute(wait_s, compute_s)`` does so after a cooperative wait.
 
 Example::
 
@@ -124,14 +125,28 @@ def write_file(path: str) -> str:
     return path
 
 
-@io_job
-def compute_forever(seconds: Annotated[float, Field(gt=0, le=3600)]) -> int:
-    """Burn the CPU for ``seconds`` without yielding to the gevent hub."""
+def _burn(seconds: float) -> int:
     deadline = time.monotonic() + seconds
     loops = 0
     while time.monotonic() < deadline:
         loops += 1
     return loops
+
+
+@io_job
+def compute_forever(seconds: Annotated[float, Field(gt=0, le=3600)]) -> int:
+    """Burn the CPU for ``seconds`` without yielding to the gevent hub."""
+    return _burn(seconds)
+
+
+@io_job
+def wait_then_compute(
+    wait_s: Annotated[float, Field(ge=0, le=3600)],
+    compute_s: Annotated[float, Field(gt=0, le=3600)],
+) -> int:
+    """Wait (yielding), then burn the CPU without yielding: a job that blocks the hub late."""
+    time.sleep(wait_s)
+    return _burn(compute_s)
 
 
 @io_job

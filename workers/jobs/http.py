@@ -100,19 +100,13 @@ def download(url: str, *, timeout: float, max_bytes: int) -> tuple[int, bytes, f
     raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects, last to {url}")
 
 
-# Read when the job is declared (the job modules load with the app), so submitters and workers
-# check the same bounds: JOBQ_FETCH_TIMEOUT and JOBQ_FETCH_MAX_BYTES.
-_settings = get_settings()
-
-
 # No rate by default; `jobq limits set fetch_url 5/s` then limits each host to 5 requests/s.
 @io_job(rate_key=by_host("url"))
 def fetch_url(
     url: HttpUrl,
-    timeout: Annotated[float, Field(gt=0, le=300)] = _settings.fetch_timeout,
-    max_bytes: Annotated[int, Field(gt=0, le=_settings.fetch_max_bytes)] = (
-        _settings.fetch_max_bytes
-    ),
+    # None: the worker's JOBQ_FETCH_TIMEOUT / JOBQ_FETCH_MAX_BYTES, read where the job runs.
+    timeout: Annotated[float, Field(gt=0, le=300)] | None = None,
+    max_bytes: Annotated[int, Field(gt=0)] | None = None,
     keep_body: bool = False,
 ) -> dict[str, Any]:
     """Fetch a URL; return its status, size, sha256 and elapsed seconds.
@@ -120,7 +114,12 @@ def fetch_url(
     With ``keep_body`` the decoded text is kept in Redis for an hour under ``body_key``, so the
     next step of a pipeline can read it without the page travelling through the producer.
     """
-    status, body, elapsed = download(url, timeout=timeout, max_bytes=max_bytes)
+    settings = get_settings()
+    status, body, elapsed = download(
+        url,
+        timeout=settings.fetch_timeout if timeout is None else timeout,
+        max_bytes=settings.fetch_max_bytes if max_bytes is None else max_bytes,
+    )
     result: dict[str, Any] = {
         "url": url,
         "status": status,

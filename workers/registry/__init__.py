@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -33,7 +32,6 @@ from workers.registry.rates import KeyFunction, rate_options
 from workers.registry.retrying import retry_options
 from workers.registry.schema import ArgumentSchema, InvalidArguments
 from workers.registry.task import JobTask
-from workers.settings import Settings, get_settings
 
 JobKind = Literal["io", "cpu", "pipeline"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -144,36 +142,26 @@ def pipeline(func: Callable[..., Signature]) -> Callable[..., Signature]:
     return func
 
 
-def job_modules(settings: Settings) -> list[str]:
-    """The modules whose jobs this process knows: jobq's shipped jobs, and the fault jobs
-    only where ``JOBQ_FAULT_JOBS`` is on (tests, ``jobq faults``)."""
-    return ["workers.jobs", *(["workers.jobs.faulty"] if settings.fault_jobs else [])]
-
-
-def load_jobs(settings: Settings | None = None) -> None:
-    """Import the job modules (once), which declares their jobs here."""
-    for module in job_modules(settings or get_settings()):
-        importlib.import_module(module)
-
-
 def route_job(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any) -> Any:
     """Celery router (``task_routes``): a job goes to its pool's queue, whoever sends it."""
     spec = JOBS.get(name)
     return {"queue": spec.queue} if spec is not None and spec.queue else None
 
 
-def get_job(name: str) -> JobSpec:
-    """Look a job up by name, raising :class:`UnknownJob` with the list of known jobs."""
-    load_jobs()
+def declared_job(name: str) -> JobSpec:
+    """The job declared under ``name`` so far, or :class:`UnknownJob` with the known ones.
+
+    Only jobs whose modules were imported are known: look jobs up with
+    :func:`workers.catalog.get_job`, which loads the job modules first.
+    """
     try:
         return JOBS[name]
     except KeyError:
         raise UnknownJob(name) from None
 
 
-def all_jobs() -> dict[str, JobSpec]:
-    """Every registered job, by name."""
-    load_jobs()
+def declared_jobs() -> dict[str, JobSpec]:
+    """Every job declared so far, by name (see :func:`declared_job`)."""
     return dict(JOBS)
 
 
@@ -187,12 +175,10 @@ __all__ = [
     "JobSpec",
     "JobTask",
     "UnknownJob",
-    "all_jobs",
     "cpu_job",
-    "get_job",
+    "declared_job",
+    "declared_jobs",
     "io_job",
-    "job_modules",
-    "load_jobs",
     "pipeline",
     "route_job",
 ]
