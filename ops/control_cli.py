@@ -25,8 +25,8 @@ from rich.table import Table
 
 from ops.pausing import pause, resume
 from producers.cli import broker_errors
-from workers.pools import POOLS
 from workers.catalog import all_jobs, get_job
+from workers.pools import POOLS
 from workers.registry import UnknownJob
 from workers.stores.pause_flags import UnknownPool
 from workers.stores.rate_limits import InvalidRate, clear_limit, describe_limits, set_limit

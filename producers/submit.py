@@ -26,8 +26,8 @@ from producers.handle import JobHandle
 from producers.idempotency import submit_once
 from producers.payload import check_size
 from workers.app import get_app
-from workers.correlation import current_correlation_id
 from workers.catalog import get_job
+from workers.correlation import current_correlation_id
 from workers.registry import JobSpec, UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings

@@ -7,8 +7,8 @@ import pytest
 
 from producers.bulk import read_jobs
 from producers.cli import parse_assignments
-from workers.pools import POOLS, worker_argv
 from workers.catalog import get_job
+from workers.pools import POOLS, worker_argv
 from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import Settings, redact_url

@@ -34,8 +34,8 @@ from ops.percentiles import percentile
 from ops.redis_server import INSTALL_HINT, free_port
 from ops.stack import parse_scale
 from tests.waiting import wait_until
-from workers.pools import io_process_count
 from workers.catalog import get_job
+from workers.pools import io_process_count
 from workers.settings import get_settings
 
 ROW_OF_KIND = {"io": "io", "cpu": "cpu", "pipeline": "pipelines"}

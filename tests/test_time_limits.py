@@ -71,9 +71,7 @@ def test_a_job_that_blocks_the_hub_during_warm_shutdown_is_stopped_at_its_hard_l
     # computing without yielding is stopped at its hard limit, so the worker exits in time (the
     # compose grace period is sized on the hard limit) instead of when the job ends.
     worker = workers("io", concurrency=2)
-    job = send(
-        "wait_then_compute", "io", kwargs={"wait_s": 3, "compute_s": 60}, time_limit=6
-    )
+    job = send("wait_then_compute", "io", kwargs={"wait_s": 3, "compute_s": 60}, time_limit=6)
     wait_until(
         lambda: any((get_app().control.inspect(timeout=0.5).active() or {}).values()), timeout=20
     )

@@ -29,6 +29,7 @@ from celery.signals import celeryd_init
 from kombu import Queue
 
 from workers.broker import compat
+from workers.catalog import job_modules, load_jobs
 from workers.features import (
     dead_letters,
     delivery_limit,
@@ -45,7 +46,6 @@ from workers.features import (
     time_limits,
 )
 from workers.pools import POOLS
-from workers.catalog import job_modules, load_jobs
 from workers.registry import route_job
 from workers.settings import Settings, get_settings
 from workers.stores.client import tls_options

@@ -11,8 +11,9 @@ internals that a release may change without notice. Two kinds:
 
 A worker whose libraries lack one of them refuses to start, with one line on stderr saying which
 and exit status 2, instead of losing jobs later. The check is by name: it catches an internal that
-was removed or renamed, not one whose behaviour changed, which is why the pins stay. For a fast path the way out is ``JOBQ_FAST_PATHS=false`` (stock code
-paths, slower, every guarantee kept); for a guarantee, the pins.
+was removed or renamed, not one whose behaviour changed, which is why the pins stay. For a fast
+path the way out is ``JOBQ_FAST_PATHS=false`` (stock code paths, slower, every guarantee kept);
+for a guarantee, the pins.
 
 Example::
 

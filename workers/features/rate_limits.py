@@ -24,6 +24,7 @@ from celery import Celery, Task, signature
 from celery.exceptions import Ignore
 from kombu.utils.json import dumps, loads
 
+from workers.features.loops import LoopStep, LoopThread
 from workers.keys import (
     DELAYED_PREFIX,
     QUEUE_ATTRIBUTE,
@@ -32,7 +33,6 @@ from workers.keys import (
     RATE_STATS_KEY,
     SLOT_HEADER,
 )
-from workers.features.loops import LoopStep, LoopThread
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
 from workers.stores.client import get_redis
