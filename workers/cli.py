@@ -22,7 +22,7 @@ from workers.pools import POOLS, worker_argv
 from workers.settings import get_settings
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("pool", type=click.Choice(sorted(POOLS)))
 @click.option("-c", "--concurrency", help="Override the pool's concurrency (or 'auto' for cpu).")
 @click.option("-n", "--name", "node_name", help="Celery node name; default POOL@%h.")

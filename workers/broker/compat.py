@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import dis
 import sys
 from typing import Any
 
@@ -62,14 +63,16 @@ FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
 def _has(owner: Any, attribute: str) -> bool:
     if hasattr(owner, attribute):
         return True
-    # Attributes set in __init__ (kombu's QoS sets _delivered, _dirty there).
-    init = getattr(owner, "__init__", None)
-    code = getattr(init, "__code__", None)
-    if code is not None and attribute in code.co_names:
-        return True
-    return any(
-        _has(base, attribute) for base in getattr(owner, "__bases__", ()) if base is not object
-    )
+    # Attributes an __init__ assigns (kombu's QoS sets _delivered and _dirty there): a store,
+    # not a mere mention (kombu's Channel.__init__ reads self._brpop_read into its handlers).
+    init = owner.__dict__.get("__init__")
+    if init is not None and hasattr(init, "__code__"):
+        stores = {
+            i.argval for i in dis.get_instructions(init) if i.opname in ("STORE_ATTR", "STORE_NAME")
+        }
+        if attribute in stores:
+            return True
+    return any(_has(base, attribute) for base in owner.__bases__ if base is not object)
 
 
 def missing_internals(*, fast_paths: bool) -> list[str]:
