@@ -102,16 +102,3 @@ def test_a_pipeline_goes_to_jobq_whatever_celery_app_the_process_made_current(
         assert handle.get(timeout=60)["words"] == analyze(prose(4, 2000), top=3)["words"]
     finally:
         get_app().set_current()
-
-
-def test_fetch_url_uses_the_workers_body_limit_by_default(workers, local_site):
-    workers("io", concurrency=5, env={"JOBQ_FETCH_MAX_BYTES": "2048"})
-
-    small = submit("fetch_url", url=local_site.url("/bytes/1000"))
-    big = submit("fetch_url", url=local_site.url("/bytes/5000"))
-    allowed = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=10_000)
-
-    assert small.get(timeout=30)["bytes"] == 1000
-    with pytest.raises(Exception, match="max_bytes 2048"):
-        big.get(timeout=30)
-    assert allowed.get(timeout=30)["bytes"] == 5000

@@ -7,6 +7,7 @@ import logging
 import pytest
 from pydantic import ValidationError
 
+from producers import submit
 from workers.features.log_context import JsonJobFormatter, TextJobFormatter, format_handlers
 from workers.settings import Settings, get_settings
 
@@ -54,3 +55,17 @@ def test_fast_paths_are_on_by_default_and_can_be_switched_off(monkeypatch):
     assert Settings().fast_paths is True
     monkeypatch.setenv("JOBQ_FAST_PATHS", "false")
     assert Settings().fast_paths is False
+
+
+def test_fetch_url_uses_the_workers_body_limit_by_default(workers, local_site):
+    # JOBQ_FETCH_MAX_BYTES is read by the worker that runs the job, not by the submitter.
+    workers("io", concurrency=5, env={"JOBQ_FETCH_MAX_BYTES": "2048"})
+
+    small = submit("fetch_url", url=local_site.url("/bytes/1000"))
+    big = submit("fetch_url", url=local_site.url("/bytes/5000"))
+    allowed = submit("fetch_url", url=local_site.url("/bytes/5000"), max_bytes=10_000)
+
+    assert small.get(timeout=30)["bytes"] == 1000
+    with pytest.raises(Exception, match="max_bytes 2048"):
+        big.get(timeout=30)
+    assert allowed.get(timeout=30)["bytes"] == 5000
