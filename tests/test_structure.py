@@ -136,42 +136,36 @@ print("untouched")
 """
 
 
-@pytest.mark.integration  # a fresh interpreter; no Redis
-def test_a_producer_process_patches_no_library_global():
-    # A user's process that imports producers and builds the app gets Celery and redis-py as
-    # they are: the speed-ups that replace library functions are worker bootsteps only.
+def fresh_python(code: str, **env: str) -> str:
+    """Run ``code`` in a new interpreter with only ``env`` set; return what it printed."""
     completed = subprocess.run(
-        [sys.executable, "-c", UNTOUCHED],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://127.0.0.1:1/0"},
+        env={"PATH": "/usr/bin:/bin", **env},
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "untouched"
+    return completed.stdout.strip()
+
+
+@pytest.mark.integration  # a fresh interpreter; no Redis
+def test_a_producer_process_patches_no_library_global():
+    # A user's process that imports producers and builds the app gets Celery and redis-py as
+    # they are: the speed-ups that replace library functions are worker bootsteps only.
+    assert fresh_python(UNTOUCHED, REDIS_URL="redis://127.0.0.1:1/0") == "untouched"
 
 
 @pytest.mark.integration  # a fresh interpreter; no Redis
 def test_importing_producers_builds_no_app_and_reads_no_settings():
     # A bad setting must not break `import producers`: the app is built on first use.
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import producers, ops.cli; from workers.app import get_app;"
-            "print(get_app.cache_info().currsize)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "JOBQ_IO_CONCURRENCY": "lots"},
-        check=False,
+    code = (
+        "import producers, ops.cli; from workers.app import get_app;"
+        "print(get_app.cache_info().currsize)"
     )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "0"
+    assert fresh_python(code, JOBQ_IO_CONCURRENCY="lots") == "0"
 
 
 def test_a_worker_on_libraries_lacking_an_internal_is_refused_in_one_line(monkeypatch):
