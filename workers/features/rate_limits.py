@@ -182,6 +182,12 @@ class RateLimitMover(LoopStep):
     as long as any worker of any pool is alive.
     """
 
+    # Started after the pool: prefork forks its children when the pool starts, and a thread
+    # already running then can hold a lock (the import lock, a connection pool's) that each
+    # child inherits locked forever. Started before the pool, the mover did that about once
+    # in ten worker starts: the child hung on its first job.
+    requires = ("celery.worker.components:Pool",)
+
     def make_thread(self, parent: Any) -> LoopThread:
         return _MoverThread(parent.app, [profile.queue for profile in POOLS.values()])
 

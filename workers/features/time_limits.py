@@ -90,7 +90,8 @@ def _raise_in_overdue_job(signum: int, frame: Any) -> None:
         raise TimeLimitExceeded(entry[1])
 
 
-# The watchdog thread runs while this holds True; one list per started watchdog.
+# The watchdog thread runs while its flag holds True. A plain bool in a list, not an Event: the
+# thread is an OS thread outside gevent, and gevent patches threading.Event into a greenlet one.
 _running: list[list[bool]] = []
 
 
