@@ -39,7 +39,7 @@ def test_unacked_never_exceeds_concurrency_times_multiplier_with_10000_queued(wo
     cpu = workers("cpu", ready=False, concurrency=2, env=multiplier)
     # Slow enough that 4 greenlets finish well under 1 000 jobs while the test samples.
     submit_many("io_wait", [{"ms": 100}] * 10_000)
-    submit_many("cpu_spin", [{"ms": 5}] * 10_000)
+    submit_many("cpu_spin", [{"ms": 50}] * 10_000)
     io.wait_ready(timeout=60)
     cpu.wait_ready(timeout=60)
     bound = {"io": 4 * 3, "cpu": 2 * 3}
