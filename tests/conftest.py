@@ -62,6 +62,7 @@ RELIABILITY_MODULES = frozenset(
         "test_bad_messages.py",  # rejection of bad messages
         "test_dead_letters.py",  # dead letters, retries, the delivery limit
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
+        "test_leases.py",  # leases across shutdown, clock skew and a blocked gevent hub
         "test_redis_restart.py",  # nothing lost across a Redis restart
         "test_shutdown.py",  # warm shutdown
         "test_ratelimit.py",  # cluster-wide rate limits

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from ops.faults.scenarios import FaultResult
 
 
+def _leases() -> ModuleType:
+    from ops.faults import leases
+
+    return leases
+
+
 def _scenarios() -> ModuleType:
     # Imported when a scenario runs, not when `jobq` starts: the lab registers the
     # fault-injection jobs (crash a process, write a file), which no other command may carry.
@@ -76,6 +82,16 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
             lab, "io", lease_s=5, n=4, renew=False
         ),
     ),
+    "rolling-restart": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: _leases().rolling_restart(lab, lease_s=5),
+    ),
+    "rolling-restart-no-renewal": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: _leases().rolling_restart(lab, lease_s=5, renew=False),
+    ),
+    "clock-skew": ({"env": SCALED_LEASE}, lambda lab, _: _leases().clock_skew(lab, lease_s=5)),
+    "blocked-hub": ({"env": SCALED_LEASE}, lambda lab, _: _leases().blocked_hub(lab, lease_s=5)),
     "sigterm-io": ({}, lambda lab, _: _scenarios().sigterm(lab, "io")),
     "sigterm-cpu": ({}, lambda lab, _: _scenarios().sigterm(lab, "cpu")),
     "poison-prefork": ({}, lambda lab, _: _scenarios().poison_prefork(lab)),

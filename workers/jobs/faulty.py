@@ -11,7 +11,9 @@
   ``kill`` (SIGKILL), ``segfault`` (a NULL read via ctypes). A poison job.
 * ``write_file(path)`` (io): creates a file; the bad-message tests use it as a sentinel.
 * ``compute_forever(seconds)`` (io): burns the CPU without yielding (gevent time-limit tests);
-  ``wait_then_compute(wait_s, compute_s)`` does so after a cooperative wait.
+  ``wait_then_compute(wait_s, compute_s)`` does so after a cooperative wait;
+  ``record_effect_blocking(tag, ms)`` does so for ``ms`` ms and counts its start and effect
+  like ``record_effect``.
 
 Example::
 
@@ -137,6 +139,14 @@ def _burn(seconds: float) -> int:
 def compute_forever(seconds: Annotated[float, Field(gt=0, le=3600)]) -> int:
     """Burn the CPU for ``seconds`` without yielding to the gevent hub."""
     return _burn(seconds)
+
+
+@io_job
+def record_effect_blocking(tag: str, ms: Millis = 0) -> dict[str, Any]:
+    """Burn the CPU for ``ms`` ms without yielding to the hub, counting start and effect."""
+    _note(STARTS_PREFIX, tag)
+    _burn(ms / 1000)
+    return {"effects": _note(EFFECTS_PREFIX, tag), "pid": os.getpid()}
 
 
 @io_job

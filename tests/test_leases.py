@@ -1,0 +1,43 @@
+"""The lease holds at the edges: shutdown, a host clock ahead, a gevent hub blocked by a job.
+
+Each test runs a fault scenario of ops/faults/leases.py in its own lab (a private redis-server,
+real workers of both pools, a scaled 5 s lease): jobs outlive the lease on busy workers while
+idle live peers stand by to take any job whose lease lapsed. What counts is duplicate starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ops.faults.lab import lab
+from ops.faults.leases import blocked_hub, clock_skew, rolling_restart
+from ops.faults.runner import SCALED_LEASE
+
+# Every test here runs a fault lab: its own redis-server and workers.
+pytestmark = pytest.mark.integration
+LEASE_S = int(SCALED_LEASE["JOBQ_VISIBILITY_TIMEOUT"])
+
+
+def test_warm_shutdown_keeps_renewing_until_the_last_job_finishes(tmp_path: Path) -> None:
+    with lab(tmp_path, env=SCALED_LEASE) as running:
+        result = rolling_restart(running, lease_s=LEASE_S)
+    assert result.tally.lost == 0, result
+    assert result.tally.duplicate_starts == 0, result
+
+
+def test_a_host_clock_ahead_hands_out_no_live_job_again(tmp_path: Path) -> None:
+    with lab(tmp_path, env=SCALED_LEASE) as running:
+        result = clock_skew(running, lease_s=LEASE_S)
+    assert result.tally.notes["workers_alive"] == 4, result
+    assert result.tally.lost == 0, result
+    assert result.tally.duplicate_starts == 0, result
+
+
+def test_a_blocked_gevent_hub_keeps_the_leases_of_its_jobs(tmp_path: Path) -> None:
+    with lab(tmp_path, env=SCALED_LEASE) as running:
+        result = blocked_hub(running, lease_s=LEASE_S)
+    assert result.tally.lost == 0, result
+    assert result.tally.notes["others_started_again"] == 0, result
+    assert result.tally.duplicate_starts == 0, result
