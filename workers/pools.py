@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,6 +61,25 @@ def on_gevent() -> bool:
     except ImportError:  # pragma: no cover - gevent is a dependency
         return False
     return bool(monkey.is_module_patched("socket"))
+
+
+def start_os_thread(target: Callable[[], None]) -> None:
+    """Run ``target`` in a real OS thread, one a busy gevent hub cannot stop.
+
+    Under gevent's monkey-patching ``threading`` makes greenlets, which a job computing
+    without yielding blocks with the whole hub; the original ``_thread`` does not. In it, sleep
+    with :func:`os_sleep`.
+    """
+    from gevent import monkey
+
+    monkey.get_original("_thread", "start_new_thread")(target, ())
+
+
+def os_sleep(seconds: float) -> None:
+    """``time.sleep`` as before gevent patched it: for the threads of :func:`start_os_thread`."""
+    from gevent import monkey
+
+    monkey.get_original("time", "sleep")(seconds)
 
 
 def is_gevent_pool(pool: object) -> bool:

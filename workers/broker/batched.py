@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,6 +50,7 @@ from kombu.utils.eventio import READ
 from kombu.utils.json import dumps
 
 from workers.broker.envelopes import GuardedChannel, GuardedRedisTransport, decode_envelope
+from workers.broker.lease_clock import LeasedQoS
 from workers.features import group_commit
 from workers.stores.scripts import LuaScript
 
@@ -61,8 +61,8 @@ FETCH_BATCH = 32
 FETCH = LuaScript(__package__, "fetch_and_record.lua")
 
 
-class BatchedQoS(redis_transport.QoS):
-    """kombu's Redis QoS, skipping the bookkeeping the fetch script already did, acks batched."""
+class BatchedQoS(LeasedQoS):
+    """jobq's leased QoS, skipping the bookkeeping the fetch script already did, acks batched."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,7 +210,7 @@ class BatchedChannel(GuardedChannel):
             reply = FETCH(
                 client,
                 keys=[self.unacked_index_key, self.unacked_key, *keys],
-                args=[time.time(), more, tag, record],
+                args=["", more, tag, record],  # ARGV[1] unused: the lease starts at Redis TIME
             )
         self.qos.recorded.add(tag)
         deliveries = [(first, dest)]

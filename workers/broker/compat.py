@@ -47,6 +47,12 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "unacked_index_key", "lease renewal"),
     (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
     (redis_transport.QoS, "restore_visible", "restoring expired leases"),
+    # workers/broker/lease_clock.py mirrors kombu 5.7.0's restore_visible, on the Redis clock.
+    (redis_transport.QoS, "_vrestore_count", "restoring expired leases"),
+    (redis_transport.QoS, "restore_by_tag", "restoring expired leases"),
+    (redis_transport, "Mutex", "restoring expired leases"),
+    (redis_transport, "MutexHeld", "restoring expired leases"),
+    (redis_transport.Channel, "_connparams", "lease renewal (its own connection)"),
     (virtual.QoS, "_delivered", "lease renewal (the deliveries a worker holds)"),
     (virtual.QoS, "_dirty", "lease renewal (acks not yet sent)"),
 )

@@ -29,6 +29,8 @@ from kombu.transport import redis as redis_transport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from workers.broker.lease_clock import LeasedQoS
+
 log = logging.getLogger(__name__)
 
 NOT_AN_ENVELOPE = "application/x-jobq-not-an-envelope"
@@ -65,7 +67,12 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
 
 
 class GuardedChannel(redis_transport.Channel):
-    """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them."""
+    """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them.
+
+    Its leases run on the Redis clock (:mod:`workers.broker.lease_clock`).
+    """
+
+    QoS = LeasedQoS
 
     def _brpop_read(self, **options: Any) -> bool:
         # Mirrors kombu 5.7.0 Channel._brpop_read; the popped item is handed to _deliver_popped.

@@ -1,11 +1,13 @@
 -- Record the message BRPOP returned as unacked and pop up to N more ready messages, recording
 -- each in the same atomic step (workers/broker/batched.py).
 -- KEYS: unacked_index, unacked, then the queue lists in BRPOP order.
--- ARGV: now, how many more to pop, the BRPOP'd message's tag and its unacked record ('' = none).
+-- ARGV: (unused: leases start at the Redis clock, workers/broker/lease_clock.py), how many more
+-- to pop, the BRPOP'd message's tag and its unacked record ('' = none).
 -- Returns a flat list: key number (1-based, among the queue keys), item, tag ('' = unrecorded).
 -- The unacked record is kombu's: JSON [envelope, exchange, routing_key], built by
 -- concatenation so the envelope is stored byte for byte as it was queued.
-local now = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])

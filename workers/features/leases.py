@@ -9,17 +9,27 @@ worker's jobs invisible for an hour, a minute hands a two-minute job to a second
 jobq therefore uses a short timeout (``JOBQ_VISIBILITY_TIMEOUT``, 30 s) as a *lease*, and each
 live worker renews it: every ``JOBQ_LEASE_RENEW_INTERVAL`` seconds (10 s) it sets the score of
 every delivery it still holds (running, prefetched, waiting for a retry countdown) to now,
-with ``ZADD XX`` so a message acked meanwhile is not brought back. The renewal runs on the
-consumer's timer, in the worker's main process, so it continues while prefork children compute.
+with ``ZADD XX`` so a message acked meanwhile is not brought back. "Now" is Redis's clock, in
+every lease script and in the sweep (workers/broker/lease_clock.py): hosts whose clocks
+disagree still agree on who holds what.
+
+The renewal runs in a :class:`LeaseKeeper`, an OS thread of the worker's main process with
+its own Redis connection, from the consumer's first start until Celery has sent
+``worker_shutdown``, that is after the pool has drained. So it goes on
+
+* while prefork children compute, and while a warm shutdown (SIGTERM) waits for the jobs still
+  running: the consumer has stopped by then, and its timer with it;
+* while a gevent job computes without yielding: the hub, and every timer and greenlet with it,
+  is blocked, an OS thread is not (Python switches threads every few milliseconds). A single
+  C call that holds the GIL for longer than the lease (one huge regex) still stops it.
 
 What it gives (the numbers are the defaults):
 * a worker killed outright (OOM, SIGKILL, lost host) stops renewing; its jobs, prefetched ones
   included, are back in the queue within visibility_timeout + restore_interval (≈35 s, < 60 s);
-* a job running for minutes on a live worker is never handed out again;
+* a job running for minutes on a live or warm-stopping worker is never handed out again;
 * duplicates remain possible (delivery is at least once): a worker cut off from Redis for
-  longer than the lease, or a gevent worker whose hub is blocked that long by a CPU-bound job,
-  loses its lease and the job may run again elsewhere. Use ``submit(..., key=...)`` and
-  idempotent effects.
+  longer than the lease loses its lease and the job may run again elsewhere. Use
+  ``submit(..., key=...)`` and idempotent effects.
 
 Example (installed for every worker by :func:`install`, from workers/app.py)::
 
@@ -29,33 +39,75 @@ Example (installed for every worker by :func:`install`, from workers/app.py)::
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
+from celery.signals import worker_shutdown
 
+from workers.broker.lease_clock import renew_leases
+from workers.pools import os_sleep, start_os_thread
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 
-def held_delivery_tags(consumer: Any) -> list[str]:
-    """Delivery tags this worker has received and not yet acknowledged."""
-    qos = consumer.task_consumer.channel.qos
-    dirty = set(getattr(qos, "_dirty", ()))
-    return [tag for tag in list(qos._delivered) if tag not in dirty]
+def held_delivery_tags(qos: Any) -> list[str]:
+    """Delivery tags a channel's QoS has received and not yet acknowledged."""
+    for _ in range(3):
+        try:
+            dirty = set(getattr(qos, "_dirty", ()))
+            return [tag for tag in list(qos._delivered) if tag not in dirty]
+        except RuntimeError:  # changed during the copy (read from another thread): again
+            continue
+    return []
 
 
-def renew_leases(consumer: Any) -> int:
-    """Set the lease of every held delivery to now; return how many were renewed."""
-    channel = consumer.task_consumer.channel
-    tags = held_delivery_tags(consumer)
-    if not tags:
-        return 0
-    now = time.time()
-    with channel.conn_or_acquire() as client:
-        # XX: update only; a message acked since the snapshot must not reappear in the index.
-        return int(client.zadd(channel.unacked_index_key, dict.fromkeys(tags, now), xx=True) or 0)
+class LeaseKeeper:
+    """An OS thread renewing the leases its worker holds, every ``interval`` seconds.
+
+    It reads the deliveries from the consumer's current channel (a reconnect replaces it) and
+    writes with a client of its own: under gevent the channel's sockets belong to the hub.
+    """
+
+    def __init__(self, consumer: Any, interval: float) -> None:
+        self.consumer = consumer
+        self.interval = interval
+        self.running = True
+        channel = consumer.task_consumer.channel
+        # Built here, in the main thread (under gevent, imports from two threads can deadlock);
+        # it connects on first use, in the keeper's thread.
+        pool = redis.ConnectionPool(**channel._connparams())
+        self.client = channel.Client(connection_pool=pool)
+
+    def start(self) -> None:
+        start_os_thread(self._run)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def _run(self) -> None:
+        while self.running:
+            os_sleep(self.interval)
+            if self.running:
+                self.renew()
+
+    def renew(self) -> int:
+        """Renew every held lease now; how many were renewed."""
+        task_consumer = self.consumer.task_consumer
+        if task_consumer is None:  # between a lost connection and the reconnect
+            return 0
+        channel = task_consumer.channel
+        try:
+            return renew_leases(
+                self.client, channel.unacked_index_key, held_delivery_tags(channel.qos)
+            )
+        except Exception:  # Redis unreachable for now: the next round retries
+            log.warning("could not renew leases", exc_info=True)
+            return 0
+
+
+_keepers: list[LeaseKeeper] = []
 
 
 def restore_expired(consumer: Any) -> None:
@@ -65,20 +117,21 @@ def restore_expired(consumer: Any) -> None:
 
 
 class LeaseRenewal(bootsteps.StartStopStep):
-    """Consumer bootstep renewing held leases and restoring expired ones, on the consumer's timer.
+    """Consumer bootstep: starts the :class:`LeaseKeeper`, sweeps expired leases on a timer.
 
     kombu sweeps expired leases on its own only in the event-loop path (prefork); a gevent
     worker runs the synchronous loop, where kombu sweeps only when a poll times out with no
     reply, which an idle worker's BRPOP (1 s) never lets happen: measured, a killed worker's
     jobs stayed in ``unacked`` for minutes with only gevent workers alive. So every worker
     sweeps here too, every ``JOBQ_RESTORE_INTERVAL`` seconds (a Redis mutex keeps sweeps apart).
+    The sweep stops with the consumer; the renewal does not (see the module docstring).
     """
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.timer_entries: list[Any] = []
+        self.sweep: Any = None
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
@@ -89,21 +142,13 @@ class LeaseRenewal(bootsteps.StartStopStep):
                 settings.lease_renew_interval,
                 settings.visibility_timeout,
             )
-        self.timer_entries = [
-            parent.timer.call_repeatedly(
-                settings.lease_renew_interval, self._renew, (parent,), priority=10
-            ),
-            parent.timer.call_repeatedly(
-                settings.restore_interval, self._restore, (parent,), priority=10
-            ),
-        ]
-
-    def _renew(self, parent: Any) -> None:
-        try:
-            renewed = renew_leases(parent)
-            log.debug("renewed %d lease(s)", renewed)
-        except Exception:  # during a reconnect the channel is gone; the next tick retries
-            log.warning("could not renew leases", exc_info=True)
+        if not _keepers:  # once per worker: a reconnect restarts this step, not the keeper
+            keeper = LeaseKeeper(parent, settings.lease_renew_interval)
+            _keepers.append(keeper)
+            keeper.start()
+        self.sweep = parent.timer.call_repeatedly(
+            settings.restore_interval, self._restore, (parent,), priority=10
+        )
 
     def _restore(self, parent: Any) -> None:
         try:
@@ -112,13 +157,22 @@ class LeaseRenewal(bootsteps.StartStopStep):
             log.warning("could not restore expired leases", exc_info=True)
 
     def stop(self, parent: Any) -> None:
-        for entry in self.timer_entries:
-            entry.cancel()
-        self.timer_entries = []
+        if self.sweep is not None:
+            # gevent's timer returns the first run's greenlet, which holds the repeating entry:
+            # only cancelling that entry ends the repetition.
+            getattr(self.sweep, "entry", self.sweep).cancel()
+            self.sweep = None
 
     shutdown = stop
+
+
+def stop_renewing(**_: Any) -> None:
+    """``worker_shutdown`` handler: the pool has drained, no job is left to keep."""
+    while _keepers:
+        _keepers.pop().stop()
 
 
 def install(app: Celery, settings: Settings) -> None:
     """Renew held leases and restore expired ones in every worker of ``app``."""
     app.steps["consumer"].add(LeaseRenewal)
+    worker_shutdown.connect(stop_renewing, weak=False, dispatch_uid="jobq.leases.keeper")

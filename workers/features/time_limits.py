@@ -38,7 +38,7 @@ from celery import Celery, Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_shutdown
 
-from workers.pools import is_gevent_pool, on_gevent
+from workers.pools import is_gevent_pool, on_gevent, os_sleep, start_os_thread
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -113,23 +113,19 @@ class Watchdog(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         if not is_gevent_pool(parent.pool) or _running:
             return
-        from gevent import monkey
-
         signal.signal(signal.SIGALRM, _raise_in_overdue_job)
-        # The original (unpatched) thread and sleep: a greenlet would be blocked with the hub.
-        start_thread = monkey.get_original("_thread", "start_new_thread")
-        real_sleep = monkey.get_original("time", "sleep")
         running = [True]
         _running.append(running)
 
         def watch() -> None:
             while running[0]:
-                real_sleep(WATCHDOG_INTERVAL)
+                os_sleep(WATCHDOG_INTERVAL)
                 now = time.monotonic()
                 if running[0] and any(d <= now for d, _ in list(_deadlines.values())):
                     os.kill(os.getpid(), signal.SIGALRM)
 
-        start_thread(watch, ())
+        # An OS thread, not a greenlet: a greenlet would be blocked with the hub.
+        start_os_thread(watch)
         log.info("gevent time-limit watchdog started (checks every %ss)", WATCHDOG_INTERVAL)
 
 
