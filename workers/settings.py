@@ -233,8 +233,8 @@ class Settings(BaseSettings):
             "jobs they hold every `JOBQ_LEASE_RENEW_INTERVAL`, so long jobs are never handed out "
             "twice, and a killed worker's jobs return within this plus `JOBQ_RESTORE_INTERVAL` "
             "(about 35 s by default). Lower: faster recovery, but a worker cut off from Redis (or "
-            "a gevent worker blocked by a computing job) for longer loses its jobs to another "
-            "worker, which runs them again."
+            "whose Python is stopped, as by one long C call holding the GIL) for longer loses its "
+            "jobs to another worker, which runs them again."
         ),
         json_schema_extra={"section": Section.RELIABILITY},
     )
