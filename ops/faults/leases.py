@@ -67,10 +67,16 @@ def _wait_started(lab: Lab, tag: str, count: int) -> None:
     lab.wait_for(lambda: len(lab.starts(tag)) >= count, timeout=60, what=f"{count} jobs running")
 
 
-def _settle(lab: Lab, tag: str, ids: list[str], *, timeout: float) -> Tally:
-    """Wait for every effect and for nothing left held or queued (or the deadline); tally."""
+def _settle(lab: Lab, tag: str, ids: list[str], *, timeout: float, quiet: bool = True) -> Tally:
+    """Wait for every effect and, if ``quiet``, for nothing left held or queued; then tally.
+
+    Waiting for quiet counts the duplicates still to come; without renewal (the negative
+    control) they keep coming for a while, and one is proof enough.
+    """
     deadline = time.monotonic() + timeout
     lab.wait_for_effects(tag, ids, timeout=timeout)
+    if not quiet:
+        return lab.tally(tag, ids)
     while time.monotonic() < deadline and (
         lab.unacked() or any(lab.queued(pool) for pool in POOLS)
     ):
@@ -96,7 +102,7 @@ def rolling_restart(lab: Lab, *, lease_s: float, renew: bool = True) -> FaultRes
     for worker in stopping:
         worker.process.wait(timeout=ms / 1000 + 60)
     exit_s = time.monotonic() - termed_at
-    tally = _settle(lab, tag, ids, timeout=ms / 1000 + 60)
+    tally = _settle(lab, tag, ids, timeout=ms / 1000 + 60, quiet=renew)
     tally.notes.update(exit_s=round(exit_s, 1), **_duplicates_by_pool(lab, tag, by_pool))
     label = "" if renew else ", renewal OFF (negative control)"
     return FaultResult(
