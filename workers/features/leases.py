@@ -68,6 +68,11 @@ class LeaseKeeper:
 
     It reads the deliveries from the consumer's current channel (a reconnect replaces it) and
     writes with a client of its own: under gevent the channel's sockets belong to the hub.
+    Started once per worker by :class:`LeaseRenewal`, stopped by :func:`stop_renewing`::
+
+        keeper = LeaseKeeper(consumer, interval=10.0)
+        keeper.start()      # renews every 10 s from now on
+        keeper.stop()       # after the pool has drained
     """
 
     def __init__(self, consumer: Any, interval: float) -> None:
