@@ -57,7 +57,6 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (virtual.QoS, "_dirty", "lease renewal (acks not yet sent)"),
 )
 FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
-    (redis_transport.Channel, "_q_for_pri", "pipelined publishing"),
     (redis_transport.QoS, "_remove_from_indices", "batched acks"),
     (virtual.QoS, "can_consume_max_estimate", "batched fetch"),
     (redis_transport.MultiChannelPoller, "on_poll_start", "waking a full prefetch window"),
