@@ -13,7 +13,9 @@ channel then stops on the error, so the restarted worker loses the next message 
   queue's list has a message and answers with it, moving it from the tail of its list to the
   tail of the same list (no change in order). Redis has no multi-key wait that does not pop, so
   the wait is on the first list of the rotating queue order; the other lists (other priorities,
-  other queues) are checked when the wait times out (kombu's ``brpop_timeout``, 1 s).
+  other queues) are checked when the wait times out (kombu's ``brpop_timeout``, 1 s). A
+  message wakes every idle worker waiting on that list (the move puts it back, so Redis serves
+  the next waiter too); all but one then find nothing to take and wait again.
 * **One script takes and records.** ``fetch_and_record.lua`` RPOPs up to N messages and records
   each in ``unacked`` in the same atomic step, in kombu's format (``restore_visible`` and the
   ``jobq`` tools read it as before). If the reply is lost, the messages are recorded and come
@@ -48,6 +50,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
+from workers import keys
 from workers.stores.scripts import LuaScript
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,6 @@ TAKE = LuaScript(__package__, "fetch_and_record.lua")
 # Pause between attempts while Redis refuses writes, and how often the refusal is logged again.
 RETRY_S = 1.0
 REPEAT_S = 30.0
-# A list nothing ever writes: BLPOP on it is a server-side sleep, allowed on a full Redis.
-PAUSE_KEY = "jobq:take:pause"
 
 
 def refusal(exc: BaseException) -> str | None:
@@ -185,7 +186,7 @@ class TakingChannel(redis_transport.Channel):
             return None
         pause = self._refused.pause_s()
         if pause:
-            self._waiting, command = "BLPOP", ("BLPOP", PAUSE_KEY, f"{pause:.3f}")
+            self._waiting, command = "BLPOP", ("BLPOP", keys.TAKE_PAUSE_KEY, f"{pause:.3f}")
         else:
             key = self._q_for_pri(queues[0], self.priority_steps[0])
             wait = self.brpop_timeout if timeout is None else timeout
