@@ -128,6 +128,15 @@ class RecordingQoS(redis_transport.QoS):
             return
         super().append(message, delivery_tag)
 
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        if pipe is not None:  # kombu's restore passes its WATCHed transaction
+            return super()._remove_from_indices(delivery_tag, pipe)
+        # An ack without MULTI: a full Redis 7 refuses every command queued in MULTI, and the
+        # refused ack stopped the worker; ZREM and HDEL alone free memory and are accepted.
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+        return pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
+
 
 class TakingChannel(redis_transport.Channel):
     """kombu's Redis channel, fetching with a non-popping wait and the take script."""
