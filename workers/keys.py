@@ -35,6 +35,10 @@ STARTS_PREFIX = "jobq:starts:"  # + job id: repeated starts without finishing (d
 DEAD_INDEX_SUFFIX = ":index"
 IDEMPOTENCY_PREFIX = "jobq:idem:"  # + job + ":" + key: the job id submitted with that key
 
+# A list nothing writes: a worker waiting out a full Redis BLPOPs it as a server-side pause
+# (workers/broker/take.py).
+TAKE_PAUSE_KEY = "jobq:take:pause"
+
 # --- back pressure and rate limits ---------------------------------------------------------
 GATE_PREFIX = "jobq:gate:"  # + queue + ":closed" | ":held" | ":leases": the admission gate
 LIMITS_KEY = "jobq:limits"  # hash: job name -> run-time rate ("5/s") or "off"

@@ -37,15 +37,14 @@ KINDS = (
 # Where per-job CPU goes, by what the worker is doing: a sample counts for a bucket when any
 # frame of its stack starts with one of the bucket's function names.
 BUCKETS = {
-    "receive: BRPOP and dispatch to the pool": (
+    "receive: wait (BLMOVE) and dispatch to the pool": (
         "MultiChannelPoller.get ",
         "Channel._brpop_read ",
         "GuardedChannel._brpop_read ",
+        "TakingChannel._brpop_read ",
     ),
     "kombu's unacked bookkeeping per delivery (ZADD+HSET)": ("QoS.append ",),
-    "jobq's batched fetch (one Lua call: pop + bookkeeping)": (
-        "BatchedChannel._record_and_fetch_more ",
-    ),
+    "jobq's batched fetch (one Lua call: pop + bookkeeping)": ("TakingChannel._take_and_deliver ",),
     "acknowledge, one at a time (HDEL+ZREM)": ("QoS.ack ",),
     "task events (build, buffer, publish)": ("EventDispatcher.send ", "EventDispatcher.flush "),
     "result: build and store or queue": ("Backend.store_result ",),

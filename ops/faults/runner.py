@@ -47,6 +47,12 @@ def _scenarios() -> ModuleType:
     return scenarios
 
 
+def _redis_full() -> ModuleType:
+    from ops.faults import redis_full
+
+    return redis_full
+
+
 PRODUCTION_LEASE = {
     "JOBQ_VISIBILITY_TIMEOUT": "30",
     "JOBQ_LEASE_RENEW_INTERVAL": "10",
@@ -111,6 +117,7 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
     "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
+    "redis-full": ({}, lambda lab, _: _redis_full().redis_full(lab)),
 }
 
 

@@ -1,17 +1,17 @@
 """jobq's Redis transport: kombu's, receiving and acknowledging messages in batches.
 
 kombu's Redis transport costs a consumer two round trips per message before the job starts, a
-BRPOP, then its unacked bookkeeping (ZADD ``unacked_index`` + HSET ``unacked``), and one more
-to acknowledge it (ZREM + HDEL). On a gevent worker running short I/O jobs these were over a
+wait (jobq's channel, workers/broker/take.py: a BLMOVE that takes nothing; kombu's: BRPOP),
+then the take and its unacked bookkeeping (ZADD ``unacked_index`` + HSET ``unacked``), and one
+more to acknowledge it (ZREM + HDEL). On a gevent worker running short I/O jobs these were over a
 third of the worker's CPU (py-spy, docs/benchmarks.md). This transport keeps kombu's keys,
 message format and lease semantics (any kombu/Celery client and worker still interoperate) and
 changes how many round trips they take:
 
-* **Batched fetch.** When BRPOP returns a message, one Lua script records it as unacked and
-  pops up to :data:`FETCH_BATCH` more ready messages (never past the prefetch limit), recording
-  each in ``unacked`` in the same atomic step. Popping and recording in one script also closes,
-  for those messages, the window in which a worker dying between kombu's BRPOP and its
-  bookkeeping loses the message. An idle worker still blocks on BRPOP: no polling.
+* **Batched fetch.** When the wait says a message is ready, the take script pops up to
+  :data:`FETCH_BATCH` + 1 ready messages (never past the prefetch limit), recording each in
+  ``unacked`` in the same atomic step (workers/broker/take.py; one message per take with the
+  fast paths off). An idle worker still blocks in Redis: no polling.
 * **Batched acks.** On a gevent worker, an ack's Redis side goes out with the group commit
   (workers/features/group_commit.py), after the job's result; elsewhere it is kombu's.
 * **No stall on a full window.** With batched fetch a gevent worker's prefetch window fills in
@@ -45,35 +45,19 @@ from typing import Any
 
 from kombu.transport import redis as redis_transport
 from kombu.transport import virtual
-from kombu.utils.encoding import bytes_to_str
 from kombu.utils.eventio import READ
-from kombu.utils.json import dumps
 
-from workers.broker.envelopes import GuardedChannel, GuardedRedisTransport, decode_envelope
-from workers.broker.lease_clock import LeasedQoS
+from workers.broker.envelopes import GuardedChannel, GuardedRedisTransport
+from workers.broker.take import RecordingQoS
 from workers.features import group_commit
-from workers.stores.scripts import LuaScript
 
-# Most messages one fetch adds to the one BRPOP returned: large enough to amortize the round
-# trip, small enough that one worker does not drain a short queue its peers could share.
+# Most messages one take adds to the first: large enough to amortize the round trip, small
+# enough that one worker does not drain a short queue its peers could share.
 FETCH_BATCH = 32
 
-FETCH = LuaScript(__package__, "fetch_and_record.lua")
 
-
-class BatchedQoS(LeasedQoS):
-    """jobq's leased QoS, skipping the bookkeeping the fetch script already did, acks batched."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.recorded: set[str] = set()  # delivery tags the fetch script put in ``unacked``
-
-    def append(self, message: Any, delivery_tag: str) -> None:
-        if delivery_tag in self.recorded:
-            self.recorded.discard(delivery_tag)
-            virtual.QoS.append(self, message, delivery_tag)  # in memory only
-            return
-        super().append(message, delivery_tag)
+class BatchedQoS(RecordingQoS):
+    """kombu's Redis QoS as the take script left it (recorded deliveries), acks batched."""
 
     def ack(self, delivery_tag: str) -> None:
         commit = group_commit.active()
@@ -141,7 +125,7 @@ class WakeablePoller(redis_transport.MultiChannelPoller):
                 os.read(fileno, 4096)
             self._wake_pending = False
             # Truthy, like a delivery: drain_events returns and the consumer's next poll
-            # registers BRPOP again now that the window has room.
+            # sends its wait again now that the window has room.
             return None, self
         return super().handle_event(fileno, event)
 
@@ -158,10 +142,6 @@ class BatchedChannel(GuardedChannel):
 
     QoS = BatchedQoS
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._no_ack_queues: set[str] = set()
-        super().__init__(*args, **kwargs)
-
     @contextlib.contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
         # kombu builds a new redis-py client object for every publish and ack (~0.4 ms each:
@@ -172,60 +152,10 @@ class BatchedChannel(GuardedChannel):
                 client = self.__dict__["_jobq_client"] = self._create_client()
         yield client
 
-    def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
-        # Consumers with no_ack (Celery's control replies, for one) never ack: their messages
-        # must not be recorded as unacked, or a lease sweep would deliver them again.
-        if no_ack:
-            self._no_ack_queues.add(queue)
-        else:
-            self._no_ack_queues.discard(queue)
-        return super().basic_consume(queue, no_ack, *args, **kwargs)
-
-    def _deliver_popped(self, dest: str, item: bytes) -> None:
-        for payload, queue in self._record_and_fetch_more(dest, item):
-            self.connection._deliver(payload, queue)
-
-    def _record_and_fetch_more(self, dest: str, item: bytes) -> list[tuple[dict[str, Any], str]]:
-        """Record the BRPOP'd message as unacked and pop more: one round trip."""
-        first = decode_envelope(self, item, dest)
-        if self.global_keyprefix or dest in self._no_ack_queues:
-            # kombu's own path: its key prefixing does not reach scripts; no_ack: nothing to do.
-            return [(first, dest)]  # kombu's own path: its prefixing does not reach scripts
-        props = first["properties"]
-        tag, info = props["delivery_tag"], props["delivery_info"]
-        record = dumps([first, info["exchange"], info["routing_key"]])
+    def take_limit(self) -> int:
+        """Up to FETCH_BATCH + 1 messages per take, never past the prefetch window."""
         limit = self.qos.can_consume_max_estimate()
-        more = FETCH_BATCH if limit is None else max(0, min(FETCH_BATCH, limit - 1))
-        queues = [
-            queue
-            for queue in self._queue_cycle.consume(len(self.active_queues))
-            if queue not in self._no_ack_queues
-        ]
-        keys, names = [], []
-        for pri in self.priority_steps:
-            for queue in queues:
-                keys.append(self._q_for_pri(queue, pri))
-                names.append(queue)
-        with self.conn_or_acquire() as client:
-            reply = FETCH(
-                client,
-                keys=[self.unacked_index_key, self.unacked_key, *keys],
-                args=["", more, tag, record],  # ARGV[1] unused: the lease starts at Redis TIME
-            )
-        self.qos.recorded.add(tag)
-        deliveries = [(first, dest)]
-        for i in range(0, len(reply), 3):
-            queue = names[int(reply[i]) - 1]
-            payload = decode_envelope(self, reply[i + 1], queue)
-            recorded = bytes_to_str(reply[i + 2])
-            if recorded and payload["properties"]["delivery_tag"] == recorded:
-                self.qos.recorded.add(recorded)
-            elif recorded:
-                # Lua found a tag, Python refused the envelope (a placeholder with a new tag
-                # replaces it): drop the script's bookkeeping, or its lease would bring it back.
-                self.qos._remove_from_indices(recorded).execute()
-            deliveries.append((payload, queue))
-        return deliveries
+        return FETCH_BATCH + 1 if limit is None else max(1, min(FETCH_BATCH + 1, limit))
 
 
 class RedisTransport(GuardedRedisTransport):

@@ -4,8 +4,8 @@ jobq is pinned to the Celery/kombu versions it was tested with because a few of 
 internals that a release may change without notice. Two kinds:
 
 * **Guarantees** (always on): the lease renewal reads the QoS's delivered and dirty sets and the
-  ``unacked_index`` key; the guard against non-envelope queue items overrides
-  ``Channel._brpop_read``.
+  ``unacked_index`` key; the guard against non-envelope queue items and the atomic take
+  (workers/broker/take.py) override ``Channel._brpop_start``/``_brpop_read``.
 * **Fast paths** (``JOBQ_FAST_PATHS``, on by default): batched fetch and acks, the one-round-trip
   result write, buffered task events on gevent.
 
@@ -44,6 +44,12 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "_queue_cycle", "the guard against non-envelope queue items"),
     (redis_transport.Channel, "_flush_brpop_reauth", "the guard against non-envelope queue items"),
     (redis_transport.Channel, "_in_poll", "the guard against non-envelope queue items"),
+    # workers/broker/take.py: the wait that takes nothing, then the take script.
+    (redis_transport.Channel, "_brpop_start", "taking and recording messages in one step"),
+    (redis_transport.Channel, "_brpop_sent_at", "taking and recording messages in one step"),
+    (redis_transport.Channel, "_q_for_pri", "taking and recording messages in one step"),
+    (redis_transport.Channel, "_queue_bind", "waiting out a full Redis at start-up"),
+    (redis_transport.Channel, "_size", "waiting out a full Redis at start-up"),
     (redis_transport.Channel, "unacked_index_key", "lease renewal"),
     (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
     (redis_transport.QoS, "restore_visible", "restoring expired leases"),
@@ -57,7 +63,6 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (virtual.QoS, "_dirty", "lease renewal (acks not yet sent)"),
 )
 FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
-    (redis_transport.Channel, "_q_for_pri", "batched fetch and pipelined publishing"),
     (redis_transport.QoS, "_remove_from_indices", "batched acks"),
     (virtual.QoS, "can_consume_max_estimate", "batched fetch"),
     (redis_transport.MultiChannelPoller, "on_poll_start", "waking a full prefetch window"),

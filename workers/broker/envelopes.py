@@ -7,8 +7,9 @@ hands such an item on as a placeholder message whose content type no worker acce
 reaches ``RejectingConsumer.on_decode_error`` (workers/broker/consumer.py) and is dead-lettered
 as ``malformed``.
 
-This is a guard, not a speed-up, so it stays on with ``JOBQ_FAST_PATHS`` off. It overrides one
-kombu method, ``Channel._brpop_read``; :mod:`workers.broker.compat` checks at start-up that
+This is a guard, not a speed-up, so it stays on with ``JOBQ_FAST_PATHS`` off, on the channel
+that takes each message and records it as unacked in one step (workers/broker/take.py). It
+overrides kombu's ``Channel._brpop_read``; :mod:`workers.broker.compat` checks at start-up that
 kombu still has it.
 
 Example::
@@ -29,7 +30,7 @@ from kombu.transport import redis as redis_transport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from workers.broker.lease_clock import LeasedQoS
+from workers.broker.take import TakingChannel
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,17 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
     return dict(payload)
 
 
-class GuardedChannel(redis_transport.Channel):
-    """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them.
+class GuardedChannel(TakingChannel):
+    """jobq's taking Redis channel, refusing undecodable envelopes instead of crashing on them."""
 
-    Its leases run on the Redis clock (:mod:`workers.broker.lease_clock`).
-    """
-
-    QoS = LeasedQoS
+    def decode(self, item: bytes, queue: str) -> dict[str, Any]:
+        return decode_envelope(self, item, queue)
 
     def _brpop_read(self, **options: Any) -> bool:
-        # Mirrors kombu 5.7.0 Channel._brpop_read; the popped item is handed to _deliver_popped.
+        if not self.global_keyprefix:
+            return super()._brpop_read(**options)  # the take script decodes with decode()
+        # kombu's BRPOP (scripts do not get its key prefix): mirrors kombu 5.7.0
+        # Channel._brpop_read; only the decoding differs.
         try:
             try:
                 dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -90,12 +92,8 @@ class GuardedChannel(redis_transport.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
-        self._deliver_popped(dest, item)
-        return True
-
-    def _deliver_popped(self, dest: str, item: bytes) -> None:
-        """Deliver an item BRPOP took from queue ``dest``; only the decoding differs from kombu."""
         self.connection._deliver(decode_envelope(self, item, dest), dest)
+        return True
 
 
 class GuardedRedisTransport(redis_transport.Transport):

@@ -1,26 +1,26 @@
--- Record the message BRPOP returned as unacked and pop up to N more ready messages, recording
--- each in the same atomic step (workers/broker/batched.py).
+-- Take up to N ready messages from the queue lists and record each as unacked, in one atomic
+-- step (workers/broker/take.py): a message is in its queue or in ``unacked``, never in neither.
 -- KEYS: unacked_index, unacked, then the queue lists in BRPOP order.
--- ARGV: (unused: leases start at the Redis clock, workers/broker/lease_clock.py), how many more
--- to pop, the BRPOP'd message's tag and its unacked record ('' = none).
+-- ARGV: (unused: leases start at the Redis clock, workers/broker/lease_clock.py), how many to
+-- take, one character per queue list: '1' record its messages, '0' not (consumers with no_ack
+-- never acknowledge).
 -- Returns a flat list: key number (1-based, among the queue keys), item, tag ('' = unrecorded).
 -- The unacked record is kombu's: JSON [envelope, exchange, routing_key], built by
 -- concatenation so the envelope is stored byte for byte as it was queued.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-end
 local out = {}
 local want = tonumber(ARGV[2])
 local k = 3
 while want > 0 and k <= #KEYS do
-  local item = redis.call('RPOP', KEYS[k])
+  -- Read, record, then pop: on a full Redis the first write, ZADD, is refused before anything
+  -- was popped (RPOP is allowed there and would have been first).
+  local item = redis.call('LINDEX', KEYS[k], -1)
   if item then
     local tag = ''
+    local record = string.sub(ARGV[3], k - 2, k - 2) == '1'
     local ok, msg = pcall(cjson.decode, item)
-    if ok and type(msg) == 'table' and type(msg.properties) == 'table' then
+    if record and ok and type(msg) == 'table' and type(msg.properties) == 'table' then
       local props = msg.properties
       local info = props.delivery_info
       if type(props.delivery_tag) == 'string' and type(info) == 'table'
@@ -31,6 +31,7 @@ while want > 0 and k <= #KEYS do
           .. ',' .. cjson.encode(info.routing_key) .. ']')
       end
     end
+    redis.call('RPOP', KEYS[k])
     out[#out + 1] = k - 2
     out[#out + 1] = item
     out[#out + 1] = tag
