@@ -63,6 +63,7 @@ RELIABILITY_MODULES = frozenset(
         "test_dead_letters.py",  # dead letters, retries, the delivery limit
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
         "test_redis_restart.py",  # nothing lost across a Redis restart
+        "test_redis_blips.py",  # running jobs and dead letters survive a Redis restart
         "test_shutdown.py",  # warm shutdown
         "test_ratelimit.py",  # cluster-wide rate limits
         "test_backpressure.py",  # the admission gate, a full Redis

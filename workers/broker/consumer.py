@@ -30,6 +30,7 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.broker.envelopes import NOT_AN_ENVELOPE
+from workers.features.connection_loss import detach_running
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,16 @@ def _dead_letter_message(message: Any, reason: str, error: str) -> None:
 
 
 class RejectingConsumer(Consumer):
-    """Celery's consumer, with every refused message dead-lettered before it is dropped."""
+    """Celery's consumer, with every refused message dead-lettered before it is dropped.
+
+    It also keeps running jobs across a lost broker connection
+    (:mod:`workers.features.connection_loss`).
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        # Before Celery closes the broken connection: closing it would requeue running jobs.
+        detach_running(self)
+        super().on_connection_error_after_connected(exc)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"

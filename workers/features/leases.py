@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from celery import Celery, bootsteps
+from kombu.transport import virtual
 
 from workers.settings import Settings, get_settings
 
@@ -56,6 +57,25 @@ def renew_leases(consumer: Any) -> int:
     with channel.conn_or_acquire() as client:
         # XX: update only; a message acked since the snapshot must not reappear in the index.
         return int(client.zadd(channel.unacked_index_key, dict.fromkeys(tags, now), xx=True) or 0)
+
+
+def leave_to_lease(message: Any) -> None:
+    """Forget a delivery on this worker without acknowledging it: its lease brings it back.
+
+    For a job whose end cannot be recorded (Redis unreachable, its dead letter not stored): its
+    entry stays in ``unacked``, this worker stops renewing it, and once the lease expires any
+    worker's sweep puts it back in its queue.
+
+    Example::
+
+        leave_to_lease(request.message)     # back in the queue ≈ JOBQ_VISIBILITY_TIMEOUT later
+    """
+    qos = message.channel.qos
+    release = getattr(qos, "release", None)  # the batched QoS also wakes a waiting consumer
+    if release is not None:
+        release([message.delivery_tag])
+    else:
+        virtual.QoS.ack(qos, message.delivery_tag)  # kombu's in-memory half of an ack only
 
 
 def restore_expired(consumer: Any) -> None:
