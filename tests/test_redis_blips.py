@@ -14,6 +14,7 @@ import pytest
 
 from ops.faults.blips import redis_restarts_while_running
 from ops.faults.lab import lab
+from ops.faults.messages import task_envelope
 from ops.faults.runner import PRODUCTION_LEASE
 from ops.redis_server import free_port
 from producers import submit
@@ -22,7 +23,7 @@ from workers.app import get_app
 from workers.registry.request import LeftToLease
 from workers.settings import get_settings
 from workers.stores.client import get_redis
-from workers.stores.dead_letters import DeadLetterNotFound, get_dead
+from workers.stores.dead_letters import DeadLetterNotFound, get_dead, list_dead
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +106,22 @@ def test_a_check_before_the_body_that_cannot_reach_redis_is_not_a_failure(
     finally:
         get_settings.cache_clear()
         get_redis.cache_clear()
+
+
+def test_a_refused_message_whose_dead_letter_cannot_be_stored_comes_back(
+    workers: Any, redis_client: Any
+) -> None:
+    redis_client.set(get_settings().dead_letter_key, "not a hash")
+    worker = workers("io", concurrency=2, env=FAST_LEASE)
+    redis_client.lpush("io", task_envelope("no_such_job", {}, queue="io"))
+    wait_until(
+        lambda: "could not dead-letter a refused message" in worker.log_tail(200_000),
+        timeout=60,
+        message="the message was not refused",
+    )
+    redis_client.delete(get_settings().dead_letter_key)
+    wait_until(
+        lambda: [d for d in list_dead() if d["reason"] == "unknown_job"],
+        timeout=40,
+        message="the refused message was dropped without a dead letter",
+    )
