@@ -28,9 +28,13 @@ DELIVERY_LIMIT = 2
 
 
 def redis_restarts_while_running(
-    lab: Lab, *, restarts: int = 3, job_s: float = 10.0, down_s: float = 1.0
+    lab: Lab, *, restarts: int = 3, job_s: float = 20.0, down_s: float = 1.0
 ) -> FaultResult:
-    """Restart Redis ``restarts`` times while long jobs run in both pools, a peer worker alive."""
+    """Restart Redis ``restarts`` times while long jobs run in both pools, a peer worker alive.
+
+    Each restart waits until every worker answers again before the next, so each is a
+    connection loss of its own for every worker (not one long outage).
+    """
     tag = _tag()
     env = {"JOBQ_MAX_RETRIES_ON_WORKER_LOST": str(DELIVERY_LIMIT)}
     # Each worker has free slots, so its consumer is waiting on Redis (BRPOP) when it goes away.
@@ -42,13 +46,13 @@ def redis_restarts_while_running(
     ids += lab.submit_many(JOB["cpu"], [{"tag": tag, "ms": ms}] * 2)
     lab.wait_for(lambda: len(lab.starts(tag)) >= len(ids), timeout=30, what="every job running")
     first_kill = time.time()
-    # The restarts are spread over the first half of the jobs' run, so all of them hit it.
-    gap = job_s / 2 / restarts
     for _ in range(restarts):
         lab.redis.kill()
-        time.sleep(down_s)
+        time.sleep(down_s)  # Redis down for a moment, as in a crash and a supervisor's restart
         lab.redis.restart()
-        time.sleep(max(0.0, gap - down_s))
+        for worker in lab.workers:
+            lab.wait_ready(worker)
+    reconnected_s = time.time() - first_kill
     # The same workers serve new jobs in both pools once Redis is back.
     after = lab.submit_many(JOB["io"], [{"tag": tag, "ms": 0}] * 10)
     after += lab.submit_many(JOB["cpu"], [{"tag": tag, "ms": 0}] * 4)
@@ -58,6 +62,8 @@ def redis_restarts_while_running(
     tally.notes.update(
         restarts=restarts,
         running_at_first_kill=len(ids),
+        restarts_took_s=round(reconnected_s, 1),
+        jobs_s=job_s,
         workers_alive=sum(worker.alive() for worker in lab.workers),
     )
     return FaultResult(
@@ -70,5 +76,6 @@ def redis_restarts_while_running(
         and tally.duplicate_starts == 0
         and tally.dead_lettered == 0
         and recovered_at is not None
+        and reconnected_s < job_s  # every restart hit the running jobs
         and all(worker.alive() for worker in lab.workers),
     )

@@ -29,9 +29,11 @@ Example (wired by :func:`install` from workers/app.py; the consumer calls the ho
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.exceptions import CPendingDeprecationWarning
 from celery.worker.state import active_requests
 from kombu.transport import virtual
 
@@ -110,3 +112,8 @@ class AdoptRunning(bootsteps.StartStopStep):
 def install(app: Celery, settings: Settings) -> None:
     """Keep running jobs across a lost broker connection (the consumer calls the detach hook)."""
     app.steps["consumer"].add(AdoptRunning)
+    # Celery warns at every connection loss that it will cancel running jobs by default one
+    # day; jobq turned that off on purpose (workers/app.py), so the warning would only mislead.
+    warnings.filterwarnings(
+        "ignore", message=r"\s*In Celery 5.1 we introduced", category=CPendingDeprecationWarning
+    )
