@@ -64,6 +64,7 @@ RELIABILITY_MODULES = frozenset(
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
         "test_leases.py",  # leases across shutdown, clock skew and a blocked gevent hub
         "test_redis_restart.py",  # nothing lost across a Redis restart
+        "test_redis_blips.py",  # running jobs and dead letters survive a Redis restart
         "test_shutdown.py",  # warm shutdown
         "test_ratelimit.py",  # cluster-wide rate limits
         "test_backpressure.py",  # the admission gate, a full Redis

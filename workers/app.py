@@ -31,6 +31,7 @@ from kombu import Queue
 from workers.broker import compat
 from workers.catalog import job_modules, load_jobs
 from workers.features import (
+    connection_loss,
     dead_letters,
     delivery_limit,
     group_commit,
@@ -56,6 +57,7 @@ Install = Callable[[Celery, Settings], None]
 ALWAYS: tuple[Install, ...] = (
     compat.install,  # refuse to start on Celery/kombu versions lacking what jobq uses
     leases.install,  # renew held leases; restore expired ones (a dead worker's jobs)
+    connection_loss.install,  # running jobs outlive a lost Redis connection
     delivery_limit.install,  # a job that keeps killing its process is refused
     dead_letters.install,  # every terminal failure is kept, classified
     rate_limits.install,  # the mover: parked jobs back on their queue when due
@@ -209,7 +211,11 @@ def create_app(settings: Settings | None = None, *, stock_transport: bool = Fals
         # failover for JOBQ_PRODUCER_RETRY_FOR seconds instead of Celery's ~0.6 s.
         task_publish_retry=True,
         task_publish_retry_policy=publish_retry_policy(settings.producer_retry_for),
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A Redis restart or blip must not kill running jobs: they go on, are acknowledged
+        # after the reconnect (workers/features/connection_loss.py), and the lease covers a
+        # real partition. Celery's True cancelled them all, each kill counting toward the
+        # job's delivery limit.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={
             # The lease (workers/features/leases.py): short visibility timeout, renewed by live
             # workers; every worker sweeps for expired leases every restore_interval seconds

@@ -53,6 +53,12 @@ def _redis_full() -> ModuleType:
     return redis_full
 
 
+def _blips() -> ModuleType:
+    from ops.faults import blips
+
+    return blips
+
+
 PRODUCTION_LEASE = {
     "JOBQ_VISIBILITY_TIMEOUT": "30",
     "JOBQ_LEASE_RENEW_INTERVAL": "10",
@@ -113,6 +119,10 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     "redis-sigkill-everysec": (
         {"extra": {"appendfsync": "everysec"}},
         lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=True),
+    ),
+    "redis-restarts-while-running": (
+        {"env": PRODUCTION_LEASE, "extra": {"appendfsync": "always"}},
+        lambda lab, _: _blips().redis_restarts_while_running(lab, restarts=3),
     ),
     "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),

@@ -30,6 +30,8 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.broker.envelopes import NOT_AN_ENVELOPE
+from workers.features.connection_loss import detach_running
+from workers.features.leases import leave_to_lease
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -59,33 +61,47 @@ def describe_message(message: Any) -> dict[str, Any]:
     return entry
 
 
-def _dead_letter_message(message: Any, reason: str, error: str) -> None:
+def _dead_letter_message(message: Any, reason: str, error: str) -> bool:
+    """Store the refused message; if that fails, leave it to its lease and return False."""
     try:
         dead_letter({**describe_message(message), "reason": reason, "error": error})
     except Exception:  # the consumer must keep consuming even if Redis hiccups here
-        log.exception("could not dead-letter a refused message (%s)", reason)
+        # Not acked or rejected either: it comes back after its lease, to be stored then.
+        log.exception("could not dead-letter a refused message (%s); it will come back", reason)
+        leave_to_lease(message)
+        return False
+    return True
 
 
 class RejectingConsumer(Consumer):
-    """Celery's consumer, with every refused message dead-lettered before it is dropped."""
+    """Celery's consumer, with every refused message dead-lettered before it is dropped.
+
+    It also keeps running jobs across a lost broker connection
+    (:mod:`workers.features.connection_loss`).
+    """
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        # Before Celery closes the broken connection: closing it would requeue running jobs.
+        detach_running(self)
+        super().on_connection_error_after_connected(exc)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"
         if message.content_type == NOT_AN_ENVELOPE:
             reason, exc = "malformed", ValueError("the queue item is not a kombu JSON envelope")
-        _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}")
-        super().on_decode_error(message, exc)
+        if _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}"):
+            super().on_decode_error(message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        _dead_letter_message(message, "malformed", "not a Celery task message (no task header)")
-        super().on_unknown_message(body, message)
+        if _dead_letter_message(message, "malformed", "not a Celery task message (no task header)"):
+            super().on_unknown_message(body, message)
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         name = (message.headers or {}).get("task") if isinstance(message.headers, dict) else None
-        _dead_letter_message(message, "unknown_job", f"no job named {name!r} is registered")
-        super().on_unknown_task(body, message, exc)
+        if _dead_letter_message(message, "unknown_job", f"no job named {name!r} is registered"):
+            super().on_unknown_task(body, message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "malformed"
-        _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}")
-        super().on_invalid_task(body, message, exc)
+        if _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}"):
+            super().on_invalid_task(body, message, exc)

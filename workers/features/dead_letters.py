@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback as traceback_module
+from collections import OrderedDict
 from typing import Any
 
 from celery import Celery, Task
@@ -27,6 +28,10 @@ from workers.settings import Settings
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
+
+# Outcome of this process's dead-letter writes by job id, until the job's request reads it.
+MAX_OUTCOMES = 10_000
+_outcomes: OrderedDict[str, bool] = OrderedDict()
 
 
 def failure_reason(task: Task, exc: BaseException, name: str | None = None) -> str:
@@ -77,6 +82,7 @@ def dead_letter_failed_job(
     trace = getattr(einfo, "traceback", None) or "".join(
         traceback_module.format_exception(exception)
     )
+    stored = False
     try:
         dead_letter(
             {
@@ -94,8 +100,23 @@ def dead_letter_failed_job(
                 "ignore_result": bool(getattr(request, "ignore_result", False)),
             }
         )
+        stored = True
     except Exception:  # never turn a failure into a crash of the pool or the consumer
-        log.exception("could not dead-letter job %s", task_id)
+        # Not acknowledged either: JobRequest (workers/registry/request.py) reads the outcome
+        # and leaves the message to its lease, so the failure is dead-lettered when it recurs.
+        log.exception("could not dead-letter job %s; it will come back", task_id)
+    _outcomes[task_id] = stored
+    while len(_outcomes) > MAX_OUTCOMES:  # prefork children record outcomes nobody reads
+        _outcomes.popitem(last=False)
+
+
+def dead_letter_outcome(task_id: str) -> bool | None:
+    """Whether this process stored job ``task_id``'s dead letter (None: it did not try).
+
+    >>> dead_letter_outcome("never-failed") is None
+    True
+    """
+    return _outcomes.pop(task_id, None)
 
 
 def install(app: Celery, settings: Settings) -> None:

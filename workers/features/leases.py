@@ -44,6 +44,7 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 from celery.signals import worker_shutdown
+from kombu.transport import virtual
 
 from workers.broker.lease_clock import renew_leases
 from workers.pools import os_sleep, start_os_thread
@@ -61,6 +62,19 @@ def held_delivery_tags(qos: Any) -> list[str]:
         except RuntimeError:  # changed during the copy (read from another thread): again
             continue
     return []
+
+
+def renew_held(consumer: Any) -> int:
+    """Renew every lease ``consumer`` holds now, on its own channel; how many were renewed.
+
+    For the consumer's own thread (after a reconnect: the leases aged while Redis was away); the
+    :class:`LeaseKeeper` renews on its own client, in its own thread::
+
+        renew_held(consumer)    # -> 3
+    """
+    channel = consumer.task_consumer.channel
+    with channel.conn_or_acquire() as client:
+        return renew_leases(client, channel.unacked_index_key, held_delivery_tags(channel.qos))
 
 
 class LeaseKeeper:
@@ -113,6 +127,25 @@ class LeaseKeeper:
 
 
 _keepers: list[LeaseKeeper] = []
+
+
+def leave_to_lease(message: Any) -> None:
+    """Forget a delivery on this worker without acknowledging it: its lease brings it back.
+
+    For a job whose end cannot be recorded (Redis unreachable, its dead letter not stored): its
+    entry stays in ``unacked``, this worker stops renewing it, and once the lease expires any
+    worker's sweep puts it back in its queue.
+
+    Example::
+
+        leave_to_lease(request.message)     # back in the queue ≈ JOBQ_VISIBILITY_TIMEOUT later
+    """
+    qos = message.channel.qos
+    release = getattr(qos, "release", None)  # the batched QoS also wakes a waiting consumer
+    if release is not None:
+        release([message.delivery_tag])
+    else:
+        virtual.QoS.ack(qos, message.delivery_tag)  # kombu's in-memory half of an ack only
 
 
 def restore_expired(consumer: Any) -> None:

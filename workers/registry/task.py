@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Task
 
 from workers.features.delivery_limit import check_delivery_limit
 from workers.features.rate_limits import wait_for_turn
 from workers.features.time_limits import soft_time_limit
+from workers.registry.request import LeftToLease
 from workers.registry.schema import ArgumentSchema
 
 
@@ -28,6 +30,8 @@ class JobTask(Task):
     """Base task of every jobq job: checks the delivery, its turn and its arguments, then runs."""
 
     schema: ArgumentSchema
+    # A delivery whose end cannot be recorded is left to its lease, not acknowledged.
+    Request = "workers.registry.request:JobRequest"
     typing = False  # validation below replaces Celery's signature check, with better errors
     # A job whose process died is re-sent at once (task_retry_on_worker_lost uses this delay;
     # Celery's default of 180 s would hold a SIGKILLed child's job back for three minutes).
@@ -38,10 +42,15 @@ class JobTask(Task):
     store_errors_even_if_ignored = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # A job whose runs keep killing their process is refused here.
-        check_delivery_limit(self)
-        # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then.
-        wait_for_turn(self, kwargs)
+        try:
+            # A job whose runs keep killing their process is refused here.
+            check_delivery_limit(self)
+            # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then.
+            wait_for_turn(self, kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis away for a moment is not the job's failure: it has not run; its delivery
+            # stays unacknowledged and comes back with its lease (workers/registry/request.py).
+            raise LeftToLease(f"Redis unreachable before the job started: {exc}") from exc
         # gevent has no soft time limit of its own; this adds one.
         with soft_time_limit(self):
             if args:

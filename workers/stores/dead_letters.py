@@ -110,6 +110,11 @@ def count_dead() -> int:
     return int(get_redis().hlen(_keys()[0]))
 
 
+def is_dead(entry_id: str) -> bool:
+    """Whether a dead letter with this id is stored."""
+    return bool(get_redis().hexists(_keys()[0], entry_id))
+
+
 def get_dead(entry_id: str) -> dict[str, Any]:
     raw = get_redis().hget(_keys()[0], entry_id)
     if raw is None:
