@@ -60,6 +60,7 @@ MODULE_PROCESS_FIXTURES = frozenset({"_module_workers", "compose_workers"})
 RELIABILITY_MODULES = frozenset(
     {
         "test_bad_messages.py",  # rejection of bad messages
+        "test_poison_headers.py",  # bad header fields: refused once, their batch unharmed
         "test_dead_letters.py",  # dead letters, retries, the delivery limit
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
         "test_redis_restart.py",  # nothing lost across a Redis restart

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from celery import signals
+from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
-from workers.broker.envelopes import NOT_AN_ENVELOPE
+from workers.broker.envelopes import NOT_AN_ENVELOPE, REFUSED_HEADER
+from workers.broker.headers import header_problem, is_text
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ def describe_message(message: Any) -> dict[str, Any]:
         "headers": headers,
         "body": body,
     }
-    if headers.get("id"):
+    if is_text(headers.get("id")):  # else the store names it: the id is part of what is wrong
         entry["id"] = headers["id"]
     return entry
 
@@ -69,10 +73,36 @@ def _dead_letter_message(message: Any, reason: str, error: str) -> None:
 class RejectingConsumer(Consumer):
     """Celery's consumer, with every refused message dead-lettered before it is dropped."""
 
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        """Celery's task-message handler, behind a check of the message's header fields."""
+        handle = super().create_task_handler(*args, **kwargs)
+
+        def on_task_received(message: Any) -> Any:
+            headers = message.headers
+            # Not a dict, or protocol 1 (no task header): Celery's own handling refuses it.
+            if isinstance(headers, dict) and "task" in headers:
+                problem = header_problem(headers)
+                if problem is not None:
+                    return self.refuse_malformed(message, problem)
+            return handle(message)
+
+        return on_task_received
+
+    def refuse_malformed(self, message: Any, problem: str) -> None:
+        """Dead-letter ``message`` as malformed and drop it from the queue, in one log line.
+
+        Celery's ``on_invalid_task`` would log the refusal at CRITICAL with an empty traceback;
+        the dead-letter line already says what was wrong.
+        """
+        _dead_letter_message(message, "malformed", f"{InvalidTaskError.__name__}: {problem}")
+        message.reject_log_error(log, self.connection_errors)
+        signals.task_rejected.send(sender=self, message=message, exc=InvalidTaskError(problem))
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"
         if message.content_type == NOT_AN_ENVELOPE:
-            reason, exc = "malformed", ValueError("the queue item is not a kombu JSON envelope")
+            why = (message.headers or {}).get(REFUSED_HEADER) or "not a kombu JSON envelope"
+            reason, exc = "malformed", ValueError(f"the queue item is {why}")
         _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}")
         super().on_decode_error(message, exc)
 

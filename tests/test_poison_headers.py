@@ -1,0 +1,95 @@
+"""A message with a bad header field is refused once; the jobs around it run once each.
+
+Any Celery client can send a valid job with headers of the wrong type: ``jobq_sent_at="x"``,
+``root_id={}``, a dict as the task id or routing key, a correlation id with a line break in it.
+Each used to break something for everyone: one bad record write dropped the whole group-commit
+batch (every result, record and ack of up to ~100 jobs, which then all ran again after their
+lease, the bad one forever), a dict task id stopped the gevent worker, a dict routing key made
+every lease sweep fail. Here such messages are mixed into a batch of good jobs, on a worker
+with a short lease so that anything run again would show within the test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from ops.faults.messages import envelope, task_body, task_headers
+from tests.waiting import wait_until
+from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
+from workers.stores.dead_letters import list_dead
+
+SHORT_LEASE = {
+    "JOBQ_VISIBILITY_TIMEOUT": "4",
+    "JOBQ_LEASE_RENEW_INTERVAL": "1",
+    "JOBQ_RESTORE_INTERVAL": "1",
+}
+# Header or delivery-info fields a foreign client got wrong: (field, value).
+POISONS: list[tuple[str, Any]] = [
+    ("jobq_sent_at", "x"),
+    ("root_id", {"a": 1}),
+    ("parent_id", ["x"]),
+    ("jobq_correlation_id", {"a": 1}),
+    ("jobq_correlation_id", "ok\n[2026-01-01 00:00:00,000: ERROR/MainProcess] forged line"),
+    ("retries", "x"),
+    ("id", {"a": 1}),
+    ("routing_key", {"a": 1}),
+]
+
+
+def job_message(tag: str, *, field: str | None = None, value: Any = None) -> tuple[str, str]:
+    """A ``record_effect`` message for ``io`` (with one bad field, if given) and its job id."""
+    headers = task_headers("record_effect")
+    job_id = headers["id"]
+    headers["jobq_sent_at"] = time.time()
+    message = json.loads(envelope(task_body({"tag": tag, "ms": 50}), queue="io", headers=headers))
+    if field == "routing_key":
+        message["properties"]["delivery_info"]["routing_key"] = value
+    elif field is not None:
+        message["headers"][field] = value
+    return json.dumps(message), job_id
+
+
+def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
+    workers: Any, redis_client: Any
+) -> None:
+    worker = workers("io", concurrency=25, env=SHORT_LEASE)
+    tag = uuid.uuid4().hex[:8]
+    good = [job_message(tag) for _ in range(50)]
+    bad = [job_message(tag, field=field, value=value) for field, value in POISONS]
+    # The bad ones in the middle of the good ones: they are fetched and finish in one batch.
+    messages = [m for m, _ in good[:25]] + [m for m, _ in bad] + [m for m, _ in good[25:]]
+    redis_client.lpush("io", *messages)
+
+    good_ids = [job_id for _, job_id in good]
+    wait_until(
+        lambda: len(redis_client.hgetall(EFFECTS_PREFIX + tag)) >= len(good_ids),
+        timeout=60,
+        message="not every good job ran",
+    )
+    # Every message is acknowledged or refused: nothing held, nothing comes back.
+    wait_until(
+        lambda: redis_client.hlen("unacked") == 0 and redis_client.llen("io") == 0,
+        timeout=20,
+        message=f"messages still held: {redis_client.hlen('unacked')} unacked\n"
+        + worker.log_tail(),
+    )
+    wait_until(
+        lambda: len(list_dead(limit=100, reason="malformed")) >= len(bad),
+        timeout=10,
+        message=f"not every bad message was dead-lettered: {list_dead(limit=100)}",
+    )
+    starts = {k: int(v) for k, v in redis_client.hgetall(STARTS_PREFIX + tag).items()}
+    effects = {k: int(v) for k, v in redis_client.hgetall(EFFECTS_PREFIX + tag).items()}
+    assert [job_id for job_id in good_ids if effects.get(job_id) != 1] == []
+    assert [job_id for job_id in good_ids if starts.get(job_id) != 1] == []
+    # None of the bad messages ran: refused before the body, each dead-lettered once.
+    assert set(starts) == set(good_ids)
+    malformed = list_dead(limit=100, reason="malformed")
+    assert len(malformed) == len(bad)
+    assert all("\n" not in entry["error"] for entry in malformed)
+    assert worker.alive()
+    # The forged line is nowhere in the worker's log as a line of its own.
+    assert "\n[2026-01-01 00:00:00,000: ERROR/MainProcess] forged" not in worker.log_tail(10**6)
