@@ -19,6 +19,8 @@ from typing import Any
 from ops.faults.messages import envelope, task_body, task_headers
 from tests.waiting import wait_until
 from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
+from workers.keys import HIST_PREFIX, RECENT_PREFIX
+from workers.stores import job_stats as jobstats
 from workers.stores.dead_letters import list_dead
 
 SHORT_LEASE = {
@@ -93,3 +95,34 @@ def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
     assert worker.alive()
     # The forged line is nowhere in the worker's log as a line of its own.
     assert "\n[2026-01-01 00:00:00,000: ERROR/MainProcess] forged" not in worker.log_tail(10**6)
+
+
+def test_routing_keys_of_any_name_do_not_grow_the_statistics(
+    workers: Any, redis_client: Any
+) -> None:
+    workers("io", concurrency=10)
+    tag = uuid.uuid4().hex[:8]
+    names = [f"made-up-{n}" for n in range(30)]
+    ids = []
+    for name in names:
+        message, job_id = job_message(tag, field="routing_key", value=name)
+        redis_client.lpush("io", message)
+        ids.append(job_id)
+    wait_until(
+        lambda: len(redis_client.hgetall(EFFECTS_PREFIX + tag)) == len(ids),
+        timeout=30,
+        message="the jobs did not run",
+    )
+    wait_until(
+        lambda: (
+            int(redis_client.hget(jobstats.TOTAL_KEY, "record_effect|other|SUCCESS") or 0)
+            == len(ids)
+        ),
+        timeout=10,
+        message=f"statistics: {redis_client.hgetall(jobstats.TOTAL_KEY)}",
+    )
+    # One field for every queue jobq does not know, not one per name a client made up.
+    assert set(redis_client.hkeys(jobstats.TOTAL_KEY)) == {"record_effect|other|SUCCESS"}
+    fields = redis_client.hkeys(HIST_PREFIX + "run")
+    assert {field.split("|")[1] for field in fields} == {"other"}
+    assert redis_client.keys(RECENT_PREFIX + "*") == []

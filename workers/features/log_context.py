@@ -31,6 +31,9 @@ from workers.settings import Settings, get_settings
 from workers.stores.job_stats import pool_of_queue
 
 CONTEXT_FIELDS = ("job_id", "job_name", "queue", "pool", "pid", "greenlet", "correlation_id")
+# Context values come from the message; workers refuse bad ones (workers/broker/headers.py), and
+# this bound keeps a log line one line of sane length whatever reaches it.
+MAX_VALUE_LENGTH = 200
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
@@ -56,8 +59,8 @@ class JobContextFilter(logging.Filter):
         context = job_context()
         data = getattr(record, "data", None)
         if context["job_id"] == "-" and isinstance(data, dict) and data.get("id"):
-            context["job_id"] = str(data["id"])
-            context["job_name"] = str(data.get("name") or "-")
+            context["job_id"] = one_line(str(data["id"]))
+            context["job_name"] = one_line(str(data.get("name") or "-"))
         for key, value in context.items():
             setattr(record, key, value)
         return True
@@ -74,13 +77,26 @@ def job_context() -> dict[str, Any]:
     request = task.request
     queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or ""
     context.update(
-        job_id=request.id or "-",
+        job_id=one_line(str(request.id or "-")),
         job_name=task.name,
-        queue=queue or "-",
-        pool=pool_of_queue(queue) if queue else "-",
-        correlation_id=correlation_of(request) or "-",
+        queue=one_line(str(queue or "-")),
+        pool=one_line(str(pool_of_queue(queue))) if queue else "-",
+        correlation_id=one_line(str(correlation_of(request) or "-")),
     )
     return context
+
+
+def one_line(value: str) -> str:
+    """``value`` fit for a log line: control characters escaped, at most 200 characters.
+
+    >>> one_line("order-17"), one_line("a\\nforged")
+    ('order-17', 'a\\\\nforged')
+    """
+    if len(value) <= MAX_VALUE_LENGTH and value.isprintable():
+        return value
+    if not value.isprintable():
+        value = value.encode("unicode_escape").decode("ascii")
+    return value if len(value) <= MAX_VALUE_LENGTH else value[: MAX_VALUE_LENGTH - 1] + "…"
 
 
 class TextJobFormatter(logging.Formatter):
