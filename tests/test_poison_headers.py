@@ -11,12 +11,17 @@ with a short lease so that anything run again would show within the test.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from ops.faults.messages import envelope, task_body, task_headers
+import pytest
+
+from ops.faults.lab import Lab, lab
+from ops.faults.messages import envelope, task_body, task_headers, with_field
+from ops.faults.poison_headers import poison_header_in_batch
 from tests.waiting import wait_until
 from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
 from workers.keys import HIST_PREFIX, RECENT_PREFIX
@@ -44,14 +49,9 @@ POISONS: list[tuple[str, Any]] = [
 def job_message(tag: str, *, field: str | None = None, value: Any = None) -> tuple[str, str]:
     """A ``record_effect`` message for ``io`` (with one bad field, if given) and its job id."""
     headers = task_headers("record_effect")
-    job_id = headers["id"]
     headers["jobq_sent_at"] = time.time()
-    message = json.loads(envelope(task_body({"tag": tag, "ms": 50}), queue="io", headers=headers))
-    if field == "routing_key":
-        message["properties"]["delivery_info"]["routing_key"] = value
-    elif field is not None:
-        message["headers"][field] = value
-    return json.dumps(message), job_id
+    message = envelope(task_body({"tag": tag, "ms": 50}), queue="io", headers=headers)
+    return (message if field is None else with_field(message, field, value)), headers["id"]
 
 
 def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
@@ -126,3 +126,17 @@ def test_routing_keys_of_any_name_do_not_grow_the_statistics(
     fields = redis_client.hkeys(HIST_PREFIX + "run")
     assert {field.split("|")[1] for field in fields} == {"other"}
     assert redis_client.keys(RECENT_PREFIX + "*") == []
+
+
+@pytest.fixture
+def fault_lab(tmp_path: Path) -> Iterator[Lab]:
+    with lab(tmp_path) as running:
+        yield running
+
+
+def test_fault_scenario_poison_header_in_a_batch(fault_lab: Lab) -> None:
+    result = poison_header_in_batch(fault_lab)
+    row = result.row()
+    assert (row["lost"], row["duplicate_starts"], row["dead_lettered"]) == (0, 0, 1), row
+    assert (row["notes"]["poison_runs"], row["notes"]["poison_reason"]) == (0, "malformed")
+    assert result.ok, row
