@@ -208,6 +208,16 @@ def shared_workers(
     return _module_workers
 
 
+@pytest.fixture
+def fault_lab(tmp_path: Path) -> Iterator[Any]:
+    """A fault lab (ops/faults/lab.py): its own redis-server, workers with a short lease."""
+    # Imported here, after pytest_configure: the lab registers the fault-injection jobs.
+    from ops.faults.lab import lab
+
+    with lab(tmp_path) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def local_site() -> Iterator[LocalSite]:
     with serve_local_site() as site:

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from ops.faults.lab import Lab, lab
+from ops.faults.lab import Lab
 from ops.faults.messages import envelope, task_body, task_headers, with_field
 from ops.faults.poison_headers import poison_header_in_batch
 from tests.waiting import wait_until
@@ -126,12 +122,6 @@ def test_routing_keys_of_any_name_do_not_grow_the_statistics(
     fields = redis_client.hkeys(HIST_PREFIX + "run")
     assert {field.split("|")[1] for field in fields} == {"other"}
     assert redis_client.keys(RECENT_PREFIX + "*") == []
-
-
-@pytest.fixture
-def fault_lab(tmp_path: Path) -> Iterator[Lab]:
-    with lab(tmp_path) as running:
-        yield running
 
 
 def test_fault_scenario_poison_header_in_a_batch(fault_lab: Lab) -> None:
