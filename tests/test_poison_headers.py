@@ -11,6 +11,7 @@ with a short lease so that anything run again would show within the test.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -50,6 +51,12 @@ def job_message(tag: str, *, field: str | None = None, value: Any = None) -> tup
     return (message if field is None else with_field(message, field, value)), headers["id"]
 
 
+def protocol1_message(tag: str, job_id: Any) -> tuple[str, str]:
+    """A protocol-1 ``record_effect`` message with ``job_id`` as its id."""
+    body = {"task": "record_effect", "id": job_id, "args": [], "kwargs": {"tag": tag}}
+    return envelope(json.dumps(body).encode(), queue="io", headers={}), str(job_id)
+
+
 def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
     workers: Any, redis_client: Any
 ) -> None:
@@ -57,6 +64,8 @@ def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
     tag = uuid.uuid4().hex[:8]
     good = [job_message(tag) for _ in range(50)]
     bad = [job_message(tag, field=field, value=value) for field, value in POISONS]
+    # Celery's protocol 1 (fields in the body), as a Celery 3 client sends it.
+    bad += [protocol1_message(tag, job_id) for job_id in ({"a": 1}, "ok\nforged")]
     # The bad ones in the middle of the good ones: they are fetched and finish in one batch.
     messages = [m for m, _ in good[:25]] + [m for m, _ in bad] + [m for m, _ in good[25:]]
     redis_client.lpush("io", *messages)

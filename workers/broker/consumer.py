@@ -63,6 +63,28 @@ def describe_message(message: Any) -> dict[str, Any]:
     return entry
 
 
+def task_fields(message: Any) -> dict[str, Any] | None:
+    """The fields of a task message that workers read, by their protocol-2 header names.
+
+    Protocol 2 (every Celery since 4) has them in the headers; protocol 1 in the body, which is
+    decoded here (kombu keeps the decoded body for Celery). None: not a task message at all,
+    for Celery's own handling to refuse.
+    """
+    headers = message.headers
+    if not isinstance(headers, dict):
+        return None
+    if "task" in headers:
+        return headers
+    try:
+        body = message.decode()
+    except Exception:  # Celery decodes it again and dead-letters it as a decode error
+        return None
+    if not isinstance(body, dict) or "task" not in body:
+        return None
+    names = ("task", "id", "retries", "timelimit")
+    return {**headers, **{name: body.get(name) for name in names}, "group": body.get("taskset")}
+
+
 def _dead_letter_message(message: Any, reason: str, error: str) -> None:
     try:
         dead_letter({**describe_message(message), "reason": reason, "error": error})
@@ -78,12 +100,10 @@ class RejectingConsumer(Consumer):
         handle = super().create_task_handler(*args, **kwargs)
 
         def on_task_received(message: Any) -> Any:
-            headers = message.headers
-            # Not a dict, or protocol 1 (no task header): Celery's own handling refuses it.
-            if isinstance(headers, dict) and "task" in headers:
-                problem = header_problem(headers)
-                if problem is not None:
-                    return self.refuse_malformed(message, problem)
+            fields = task_fields(message)
+            problem = None if fields is None else header_problem(fields)
+            if problem is not None:
+                return self.refuse_malformed(message, problem)
             return handle(message)
 
         return on_task_received
