@@ -21,7 +21,7 @@ from ops.faults.messages import envelope, task_body, task_headers, with_field
 from ops.faults.poison_headers import poison_header_in_batch
 from tests.waiting import wait_until
 from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
-from workers.keys import HIST_PREFIX, RECENT_PREFIX
+from workers.keys import RECENT_PREFIX
 from workers.stores import job_stats as jobstats
 from workers.stores.dead_letters import list_dead
 
@@ -102,35 +102,40 @@ def test_bad_headers_mixed_into_a_batch_are_refused_once_and_nothing_runs_twice(
     assert "\n[2026-01-01 00:00:00,000: ERROR/MainProcess] forged" not in worker.log_tail(10**6)
 
 
-def test_routing_keys_of_any_name_do_not_grow_the_statistics(
+def test_routing_keys_of_any_name_neither_grow_the_statistics_nor_lose_jobs(
     workers: Any, redis_client: Any
 ) -> None:
+    # A job is filed under its routing key: in the statistics (one hash field and one list per
+    # name, without bound) and when its lease expires (it goes back to the list of that name,
+    # which no worker reads). In a job queue, only the queue's own name is accepted.
     workers("io", concurrency=10)
     tag = uuid.uuid4().hex[:8]
-    names = [f"made-up-{n}" for n in range(30)]
-    ids = []
-    for name in names:
-        message, job_id = job_message(tag, field="routing_key", value=name)
-        redis_client.lpush("io", message)
-        ids.append(job_id)
-    wait_until(
-        lambda: len(redis_client.hgetall(EFFECTS_PREFIX + tag)) == len(ids),
-        timeout=30,
-        message="the jobs did not run",
-    )
+    made_up = [job_message(tag, field="routing_key", value=f"made-up-{n}") for n in range(30)]
+    good = [job_message(tag) for _ in range(5)]
+    redis_client.lpush("io", *[message for message, _ in made_up + good])
     wait_until(
         lambda: (
-            int(redis_client.hget(jobstats.TOTAL_KEY, "record_effect|other|SUCCESS") or 0)
-            == len(ids)
+            len(redis_client.hgetall(EFFECTS_PREFIX + tag)) == len(good)
+            and len(list_dead(limit=100, reason="malformed")) == len(made_up)
         ),
-        timeout=10,
-        message=f"statistics: {redis_client.hgetall(jobstats.TOTAL_KEY)}",
+        timeout=30,
+        message=f"stats: {redis_client.hgetall(jobstats.TOTAL_KEY)}, dead: {list_dead(limit=3)}",
     )
-    # One field for every queue jobq does not know, not one per name a client made up.
-    assert set(redis_client.hkeys(jobstats.TOTAL_KEY)) == {"record_effect|other|SUCCESS"}
-    fields = redis_client.hkeys(HIST_PREFIX + "run")
-    assert {field.split("|")[1] for field in fields} == {"other"}
-    assert redis_client.keys(RECENT_PREFIX + "*") == []
+    assert set(redis_client.hgetall(EFFECTS_PREFIX + tag)) == {job_id for _, job_id in good}
+    wait_until(lambda: redis_client.hlen("unacked") == 0, timeout=10)
+    # Statistics only under jobq's own queues.
+    assert set(redis_client.hkeys(jobstats.TOTAL_KEY)) == {"record_effect|io|SUCCESS"}
+    assert redis_client.keys(RECENT_PREFIX + "*") == [RECENT_PREFIX + "io"]
+    assert "routing key" in list_dead(limit=1, reason="malformed")[0]["error"]
+
+
+def test_statistics_fold_queues_jobq_does_not_know_into_one_pool() -> None:
+    assert [jobstats.stats_pool(q) for q in ("io", "cpu", "made-up", "")] == [
+        "io",
+        "cpu",
+        jobstats.OTHER_POOL,
+        jobstats.OTHER_POOL,
+    ]
 
 
 def test_fault_scenario_poison_header_in_a_batch(fault_lab: Lab) -> None:

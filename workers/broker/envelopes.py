@@ -30,6 +30,10 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from workers.broker.headers import is_text
+from workers.pools import POOLS
+
+# The queues jobq's jobs are consumed from (io, cpu).
+JOB_QUEUES = frozenset(profile.queue for profile in POOLS.values())
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,13 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
             value = delivery.get(field)
             if not isinstance(value, str) or (value and not is_text(value)):
                 raise UnusableEnvelope(f"a message whose {field} is not printable text")
+        # A job whose lease expires goes back where its routing key points: for any other name
+        # than its own queue, a list no worker reads, where it would be lost.
+        if queue in JOB_QUEUES and (delivery["routing_key"], delivery["exchange"]) not in {
+            (queue, ""),
+            (queue, queue),
+        }:
+            raise UnusableEnvelope(f"a message whose routing key or exchange is not {queue!r}")
         channel.Message(payload, channel=channel)  # what the consumer callback will build
     except UnusableEnvelope as exc:
         log.error("refused %s in %r", exc, queue)
