@@ -8,11 +8,14 @@ consumer keeps Celery's handling (log, ack/reject, mark the result failed) and f
 message in the dead-letter store with its headers and raw body, so an operator can see what
 arrived and from where. Arguments that fail a job's schema are caught later, in
 ``JobTask.__call__`` (workers/registry/task.py), before the job body runs, and dead-lettered
-as ``invalid_arguments``.
+as ``invalid_arguments``. Before Celery reads a task message at all, its fields are checked
+(workers/broker/headers.py): a task id that is a dict, ``jobq_sent_at="x"`` or a correlation
+id with a line break is dead-lettered as ``malformed``, in one log line, and never run.
 
 It is installed with Celery's ``worker_consumer`` setting (workers/app.py). The hooks it extends
-(``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``) are
-the consumer's documented extension points, so it stays on with ``JOBQ_FAST_PATHS`` off.
+(``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``,
+``create_task_handler``) are the consumer's public methods, so it stays on with
+``JOBQ_FAST_PATHS`` off.
 
 Example::
 
@@ -32,8 +35,9 @@ from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
-from workers.broker.envelopes import NOT_AN_ENVELOPE, REFUSED_HEADER
+from workers.broker.envelopes import NOT_AN_ENVELOPE
 from workers.broker.headers import header_problem, is_text
+from workers.keys import REFUSED_HEADER
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)

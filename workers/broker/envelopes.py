@@ -30,6 +30,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 from workers.broker.headers import is_text
+from workers.keys import REFUSED_HEADER
 from workers.pools import POOLS
 
 # The queues jobq's jobs are consumed from (io, cpu).
@@ -38,8 +39,6 @@ JOB_QUEUES = frozenset(profile.queue for profile in POOLS.values())
 log = logging.getLogger(__name__)
 
 NOT_AN_ENVELOPE = "application/x-jobq-not-an-envelope"
-# On a placeholder: why the item was refused (read by RejectingConsumer for the dead letter).
-REFUSED_HEADER = "jobq_refused"
 
 
 class UnusableEnvelope(ValueError):

@@ -13,7 +13,7 @@ delivery info (exchange, routing key) is checked earlier, by the transport
 Example::
 
     >>> header_problem({"task": "io_wait", "id": "6f1c", "jobq_sent_at": "x"})
-    "header 'jobq_sent_at' must be a number (epoch seconds), got text of 1 characters"
+    "header 'jobq_sent_at' must be a number (epoch seconds), got text (1 characters)"
     >>> header_problem({"task": "io_wait", "id": "6f1c"}) is None
     True
 """
@@ -116,7 +116,6 @@ def header_problem(headers: dict[str, Any]) -> str | None:
 def _kind(value: Any) -> str:
     """What a bad value is, without the value itself."""
     if isinstance(value, str):
-        return f"text of {len(value)} characters" + (
-            "" if value.isprintable() else " with control characters"
-        )
+        control = "" if value.isprintable() else ", with control characters"
+        return f"text ({len(value)} characters{control})"
     return type(value).__name__
