@@ -13,7 +13,7 @@ from ops.processes import WorkerProcess, jobq_argv
 from producers import submit
 from tests.waiting import wait_until
 from workers.correlation import InvalidCorrelationId, correlation
-from workers.features.log_context import MAX_VALUE_LENGTH, one_line
+from workers.logsafe import MAX_LENGTH, one_line
 from workers.stores.dead_letters import list_dead
 from workers.stores.job_records import read_records
 
@@ -142,6 +142,12 @@ def test_a_correlation_id_cannot_forge_or_flood_log_lines(workers, redis_client)
         headers["jobq_correlation_id"] = correlation_id
         ids[kind] = headers["id"]
         redis_client.lpush("io", envelope(task_body({"ms": 1}), queue="io", headers=headers))
+    # Celery and kombu quote a refused content type in their errors.
+    headers = task_headers("io_wait")
+    ids["content type"] = headers["id"]
+    evil_type = f"application/x-evil\n{forged}"
+    message = envelope(task_body({"ms": 1}), queue="io", headers=headers, content_type=evil_type)
+    redis_client.lpush("io", message)
 
     def handled() -> bool:  # run (a record) or refused (a dead letter)
         dead = {e["id"] for e in list_dead(limit=10)}
@@ -156,13 +162,13 @@ def test_a_correlation_id_cannot_forge_or_flood_log_lines(workers, redis_client)
     # Refused as malformed, never run.
     malformed = list_dead(limit=10, reason="malformed")
     assert {e["id"] for e in malformed} == set(ids.values())
-    assert [r.get("state") for r in read_records(ids.values())] == [None, None]
+    assert [r.get("state") for r in read_records(ids.values())] == [None, None, None]
 
 
 def test_context_values_are_kept_to_one_line_of_bounded_length():
     assert one_line("order-17") == "order-17"
     assert one_line("order-17\n[ERROR] forged\x1b[2J") == "order-17\\n[ERROR] forged\\x1b[2J"
-    assert len(one_line("x" * 100_000)) == MAX_VALUE_LENGTH
+    assert len(one_line("x" * 100_000)) == MAX_LENGTH
 
 
 def test_a_producer_cannot_set_a_correlation_id_workers_would_refuse():

@@ -36,7 +36,7 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.broker.envelopes import NOT_AN_ENVELOPE
-from workers.broker.headers import header_problem, is_text
+from workers.broker.headers import header_problem, is_text, property_problem
 from workers.keys import REFUSED_HEADER
 from workers.stores.dead_letters import dead_letter
 
@@ -104,8 +104,9 @@ class RejectingConsumer(Consumer):
         handle = super().create_task_handler(*args, **kwargs)
 
         def on_task_received(message: Any) -> Any:
-            fields = task_fields(message)
-            problem = None if fields is None else header_problem(fields)
+            problem = property_problem(message.content_type, message.content_encoding)
+            if problem is None and (fields := task_fields(message)) is not None:
+                problem = header_problem(fields)
             if problem is not None:
                 return self.refuse_malformed(message, problem)
             return handle(message)

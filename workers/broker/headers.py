@@ -113,6 +113,14 @@ def header_problem(headers: dict[str, Any]) -> str | None:
     return None
 
 
+def property_problem(content_type: Any, content_encoding: Any) -> str | None:
+    """A problem with a message's content type or encoding, which Celery's errors quote raw."""
+    for name, value in (("content type", content_type), ("content encoding", content_encoding)):
+        if value is not None and not is_text(value):
+            return f"the {name} must be printable text, got {_kind(value)}"
+    return None
+
+
 def _kind(value: Any) -> str:
     """What a bad value is, without the value itself."""
     if isinstance(value, str):

@@ -26,14 +26,12 @@ from celery import Celery, current_task
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from workers.correlation import correlation_of
+from workers.logsafe import one_line
 from workers.pools import on_gevent
 from workers.settings import Settings, get_settings
 from workers.stores.job_stats import pool_of_queue
 
 CONTEXT_FIELDS = ("job_id", "job_name", "queue", "pool", "pid", "greenlet", "correlation_id")
-# Context values come from the message; workers refuse bad ones (workers/broker/headers.py), and
-# this bound keeps a log line one line of sane length whatever reaches it.
-MAX_VALUE_LENGTH = 200
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
@@ -84,19 +82,6 @@ def job_context() -> dict[str, Any]:
         correlation_id=one_line(str(correlation_of(request) or "-")),
     )
     return context
-
-
-def one_line(value: str) -> str:
-    """``value`` fit for a log line: control characters escaped, at most 200 characters.
-
-    >>> one_line("order-17"), one_line("a\\nforged")
-    ('order-17', 'a\\\\nforged')
-    """
-    if len(value) <= MAX_VALUE_LENGTH and value.isprintable():
-        return value
-    if not value.isprintable():
-        value = value.encode("unicode_escape").decode("ascii")
-    return value if len(value) <= MAX_VALUE_LENGTH else value[: MAX_VALUE_LENGTH - 1] + "…"
 
 
 class TextJobFormatter(logging.Formatter):
