@@ -60,6 +60,7 @@ MODULE_PROCESS_FIXTURES = frozenset({"_module_workers", "compose_workers"})
 RELIABILITY_MODULES = frozenset(
     {
         "test_bad_messages.py",  # rejection of bad messages
+        "test_poison_headers.py",  # bad header fields: refused once, their batch unharmed
         "test_dead_letters.py",  # dead letters, retries, the delivery limit
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
         "test_leases.py",  # leases across shutdown, clock skew and a blocked gevent hub
@@ -208,6 +209,16 @@ def shared_workers(
     unconsumed: the shared workers live until the module's last test has run.
     """
     return _module_workers
+
+
+@pytest.fixture
+def fault_lab(tmp_path: Path) -> Iterator[Any]:
+    """A fault lab (ops/faults/lab.py): its own redis-server, workers with a short lease."""
+    # Imported here, after pytest_configure: the lab registers the fault-injection jobs.
+    from ops.faults.lab import lab
+
+    with lab(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -117,3 +117,36 @@ def test_a_gevent_worker_stores_every_result_and_record_and_acks_every_job(worke
     assert run.count == run.buckets["+Inf"] == 300
     assert run.sum >= 300 * 0.005
     assert len(jobstats.read_recent(client, "io", since=0)) == 300
+
+
+def test_one_bad_write_neither_drops_its_batch_nor_keeps_its_job_leased(redis_server, redis_client):
+    # Two jobs whose writes fail for reasons of their own: one raises while it is queued (a
+    # statistic computed from a bad header), one holds a value redis-py cannot encode. Retrying
+    # either would fail the same way at every lease; the three others must not pay for them.
+    def raises(pipe: Any) -> None:
+        pipe.set("result:bad", 1)
+        raise TypeError("unsupported operand type(s) for -: 'float' and 'str'")
+
+    def unencodable(pipe: Any) -> None:
+        pipe.hset("record:bad", mapping={"root_id": {"a": 1}})
+
+    commit = groupcommit.GroupCommit(get_redis())
+    with Connection(redis_server.url, transport="workers.broker.batched:RedisTransport") as conn:
+        messages = _deliver(conn, 5)
+        commit.start()
+        try:
+            for n, message in enumerate(messages):
+                if n == 1:
+                    commit.write(raises, "job record bad-1")
+                elif n == 3:
+                    commit.write(unencodable, "job record bad-3")
+                else:
+                    commit.write(lambda pipe, n=n: pipe.set(f"result:{n}", n), f"result {n}")
+                message.ack()
+            commit.flush()
+        finally:
+            commit.stop()
+        assert [redis_client.get(f"result:{n}") for n in (0, 2, 4)] == ["0", "2", "4"]
+        # Nothing half-written by the failing ones, and every job acked: none runs again.
+        assert redis_client.exists("result:bad", "record:bad") == 0
+        assert redis_client.hlen("unacked") == 0

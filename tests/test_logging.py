@@ -6,10 +6,15 @@ import json
 import os
 import subprocess
 
+import pytest
+
+from ops.faults.messages import envelope, task_body, task_headers
 from ops.processes import WorkerProcess, jobq_argv
 from producers import submit
 from tests.waiting import wait_until
-from workers.correlation import correlation
+from workers.correlation import InvalidCorrelationId, correlation
+from workers.logsafe import MAX_LENGTH, one_line
+from workers.stores.dead_letters import list_dead
 from workers.stores.job_records import read_records
 
 # Celery's per-job lines ("Task … received/succeeded") are off by default for speed
@@ -124,3 +129,50 @@ def test_json_log_lines_parse_and_carry_the_job_context(workers):
         assert len(logged) > len(lines)
         for line in logged:
             json.loads(line)
+
+
+def test_a_correlation_id_cannot_forge_or_flood_log_lines(workers, redis_client):
+    # A client that bypasses `jobq submit` (which checks the id) sends it raw in the header.
+    worker = workers("io", concurrency=5, env=PER_JOB_LINES)
+    forged = "[2026-01-01 00:00:00,000: ERROR/MainProcess] forged"
+    bad = {"forged": f"order-1\n{forged}", "flood": "x" * 100_000}
+    ids = {}
+    for kind, correlation_id in bad.items():
+        headers = task_headers("io_wait")
+        headers["jobq_correlation_id"] = correlation_id
+        ids[kind] = headers["id"]
+        redis_client.lpush("io", envelope(task_body({"ms": 1}), queue="io", headers=headers))
+    # Celery and kombu quote a refused content type in their errors.
+    headers = task_headers("io_wait")
+    ids["content type"] = headers["id"]
+    evil_type = f"application/x-evil\n{forged}"
+    message = envelope(task_body({"ms": 1}), queue="io", headers=headers, content_type=evil_type)
+    redis_client.lpush("io", message)
+
+    def handled() -> bool:  # run (a record) or refused (a dead letter)
+        dead = {e["id"] for e in list_dead(limit=10)}
+        records = read_records(ids.values())
+        return all(i in dead or r.get("state") for i, r in zip(ids.values(), records, strict=True))
+
+    wait_until(handled, timeout=20, message="the messages were neither run nor refused")
+    assert worker.log_path is not None
+    lines = worker.log_path.read_text().splitlines()
+    assert not [line for line in lines if line.startswith(forged)]
+    assert max(len(line) for line in lines) < 2000
+    # Refused as malformed, never run.
+    malformed = list_dead(limit=10, reason="malformed")
+    assert {e["id"] for e in malformed} == set(ids.values())
+    assert [r.get("state") for r in read_records(ids.values())] == [None, None, None]
+
+
+def test_context_values_are_kept_to_one_line_of_bounded_length():
+    assert one_line("order-17") == "order-17"
+    assert one_line("order-17\n[ERROR] forged\x1b[2J") == "order-17\\n[ERROR] forged\\x1b[2J"
+    assert len(one_line("x" * 100_000)) == MAX_LENGTH
+
+
+def test_a_producer_cannot_set_a_correlation_id_workers_would_refuse():
+    with pytest.raises(InvalidCorrelationId), correlation("order-17\nforged"):
+        pass
+    with pytest.raises(InvalidCorrelationId), correlation("x" * 201):
+        pass

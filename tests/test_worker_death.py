@@ -7,19 +7,12 @@ waits for quiescence, and counts lost and duplicated jobs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ops.faults.lab import Lab, lab
 from ops.faults.scenarios import child_sigkill, long_jobs_on_live_workers, worker_sigkill
-
-
-@pytest.fixture
-def fault_lab(tmp_path: Path) -> Iterator[Lab]:
-    with lab(tmp_path) as running:
-        yield running
 
 
 def test_prefork_child_sigkill_retries_the_job_at_once(fault_lab: Lab) -> None:

@@ -42,8 +42,11 @@ def check(correlation_id: str) -> str:
 
 @contextlib.contextmanager
 def correlation(correlation_id: str | None) -> Iterator[None]:
-    """Jobs submitted inside this block carry ``correlation_id`` (None: no change)."""
-    token = _correlation.set(correlation_id) if correlation_id else None
+    """Jobs submitted inside this block carry ``correlation_id`` (None: no change).
+
+    Raises :class:`InvalidCorrelationId` at once for an id workers would refuse.
+    """
+    token = _correlation.set(check(correlation_id)) if correlation_id else None
     try:
         yield
     finally:

@@ -21,6 +21,8 @@ SENT_HEADER = "jobq_sent_at"
 CORRELATION_HEADER = "jobq_correlation_id"
 # On a job parked by the rate limiter: its turn is already reserved, run it on arrival.
 SLOT_HEADER = "jobq_rate_slot"
+# On the placeholder of a queue item the transport refused: why (workers/broker/envelopes.py).
+REFUSED_HEADER = "jobq_refused"
 
 # --- job records and statistics (workers write, `jobq show/top/status/exporter` read) ------
 RECORD_PREFIX = "jobq:job:"  # hash per job id: name, queue, state, times, worker

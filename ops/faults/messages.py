@@ -9,6 +9,7 @@ Example::
 
     client.lpush("io", task_envelope("write_file", {"path": "/tmp/x"}, queue="io"))
     client.lpush("io", pickle_envelope("write_file", creates="/tmp/pwned", queue="io"))
+    client.lpush("io", with_field(task_envelope("io_wait", {}, queue="io"), "root_id", {}))
 """
 
 from __future__ import annotations
@@ -101,3 +102,16 @@ def pickle_envelope(job: str, *, creates: str, queue: str, job_id: str | None = 
         content_type="application/x-python-serialize",
         content_encoding="binary",
     )
+
+
+def with_field(message: str, field: str, value: Any) -> str:
+    """``message`` (an envelope) with one header, or its ``routing_key``, set to ``value``.
+
+    For messages a client got wrong: ``with_field(m, "jobq_sent_at", "x")``.
+    """
+    payload = json.loads(message)
+    if field == "routing_key":
+        payload["properties"]["delivery_info"]["routing_key"] = value
+    else:
+        payload["headers"][field] = value
+    return json.dumps(payload)

@@ -59,6 +59,12 @@ def _blips() -> ModuleType:
     return blips
 
 
+def _poison_headers() -> ModuleType:
+    from ops.faults import poison_headers
+
+    return poison_headers
+
+
 PRODUCTION_LEASE = {
     "JOBQ_VISIBILITY_TIMEOUT": "30",
     "JOBQ_LEASE_RENEW_INTERVAL": "10",
@@ -126,6 +132,7 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     ),
     "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
+    "poison-header-in-batch": ({}, lambda lab, _: _poison_headers().poison_header_in_batch(lab)),
     "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
     "redis-full": ({}, lambda lab, _: _redis_full().redis_full(lab)),
 }

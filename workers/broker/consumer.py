@@ -8,11 +8,14 @@ consumer keeps Celery's handling (log, ack/reject, mark the result failed) and f
 message in the dead-letter store with its headers and raw body, so an operator can see what
 arrived and from where. Arguments that fail a job's schema are caught later, in
 ``JobTask.__call__`` (workers/registry/task.py), before the job body runs, and dead-lettered
-as ``invalid_arguments``.
+as ``invalid_arguments``. Before Celery reads a task message at all, its fields are checked
+(workers/broker/headers.py): a task id that is a dict, ``jobq_sent_at="x"`` or a correlation
+id with a line break is dead-lettered as ``malformed``, in one log line, and never run.
 
 It is installed with Celery's ``worker_consumer`` setting (workers/app.py). The hooks it extends
-(``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``) are
-the consumer's documented extension points, so it stays on with ``JOBQ_FAST_PATHS`` off.
+(``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``,
+``create_task_handler``) are the consumer's public methods, so it stays on with
+``JOBQ_FAST_PATHS`` off.
 
 Example::
 
@@ -24,14 +27,19 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from celery import signals
+from celery.exceptions import InvalidTaskError
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.broker.envelopes import NOT_AN_ENVELOPE
+from workers.broker.headers import header_problem, is_text, property_problem
 from workers.features.connection_loss import detach_running
 from workers.features.leases import leave_to_lease
+from workers.keys import REFUSED_HEADER
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -56,9 +64,31 @@ def describe_message(message: Any) -> dict[str, Any]:
         "headers": headers,
         "body": body,
     }
-    if headers.get("id"):
+    if is_text(headers.get("id")):  # else the store names it: the id is part of what is wrong
         entry["id"] = headers["id"]
     return entry
+
+
+def task_fields(message: Any) -> dict[str, Any] | None:
+    """The fields of a task message that workers read, by their protocol-2 header names.
+
+    Protocol 2 (every Celery since 4) has them in the headers; protocol 1 in the body, which is
+    decoded here (kombu keeps the decoded body for Celery). None: not a task message at all,
+    for Celery's own handling to refuse.
+    """
+    headers = message.headers
+    if not isinstance(headers, dict):
+        return None
+    if "task" in headers:
+        return headers
+    try:
+        body = message.decode()
+    except Exception:  # Celery decodes it again and dead-letters it as a decode error
+        return None
+    if not isinstance(body, dict) or "task" not in body:
+        return None
+    names = ("task", "id", "retries", "timelimit")
+    return {**headers, **{name: body.get(name) for name in names}, "group": body.get("taskset")}
 
 
 def _dead_letter_message(message: Any, reason: str, error: str) -> bool:
@@ -85,10 +115,38 @@ class RejectingConsumer(Consumer):
         detach_running(self)
         super().on_connection_error_after_connected(exc)
 
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        """Celery's task-message handler, behind a check of the message's header fields."""
+        handle = super().create_task_handler(*args, **kwargs)
+
+        def on_task_received(message: Any) -> Any:
+            problem = property_problem(message.content_type, message.content_encoding)
+            if problem is None and (fields := task_fields(message)) is not None:
+                problem = header_problem(fields)
+            if problem is not None:
+                return self.refuse_malformed(message, problem)
+            return handle(message)
+
+        return on_task_received
+
+    def refuse_malformed(self, message: Any, problem: str) -> None:
+        """Dead-letter ``message`` as malformed and drop it from the queue, in one log line.
+
+        Celery's ``on_invalid_task`` would log the refusal at CRITICAL with an empty traceback;
+        the dead-letter line already says what was wrong.
+        """
+        if not _dead_letter_message(
+            message, "malformed", f"{InvalidTaskError.__name__}: {problem}"
+        ):
+            return
+        message.reject_log_error(log, self.connection_errors)
+        signals.task_rejected.send(sender=self, message=message, exc=InvalidTaskError(problem))
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"
         if message.content_type == NOT_AN_ENVELOPE:
-            reason, exc = "malformed", ValueError("the queue item is not a kombu JSON envelope")
+            why = (message.headers or {}).get(REFUSED_HEADER) or "not a kombu JSON envelope"
+            reason, exc = "malformed", ValueError(f"the queue item is {why}")
         if _dead_letter_message(message, reason, f"{type(exc).__name__}: {exc}"):
             super().on_decode_error(message, exc)
 

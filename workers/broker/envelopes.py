@@ -30,20 +30,30 @@ from kombu.transport import redis as redis_transport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from workers.broker.headers import is_text
 from workers.broker.take import TakingChannel
+from workers.keys import REFUSED_HEADER
+from workers.pools import POOLS
+
+# The queues jobq's jobs are consumed from (io, cpu).
+JOB_QUEUES = frozenset(profile.queue for profile in POOLS.values())
 
 log = logging.getLogger(__name__)
 
 NOT_AN_ENVELOPE = "application/x-jobq-not-an-envelope"
 
 
-def _placeholder(item: bytes | str, queue: str) -> dict[str, Any]:
+class UnusableEnvelope(ValueError):
+    """A queue item kombu could decode but must not deliver (its delivery info is unusable)."""
+
+
+def _placeholder(item: bytes | str, queue: str, why: str) -> dict[str, Any]:
     raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogateescape")
     return {
         "body": base64.b64encode(raw).decode("ascii"),
         "content-encoding": "binary",
         "content-type": NOT_AN_ENVELOPE,
-        "headers": {},
+        "headers": {REFUSED_HEADER: why},
         "properties": {
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
@@ -58,12 +68,27 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
     try:
         payload = loads(bytes_to_str(item))
         delivery = payload["properties"]["delivery_info"]
-        if not {"exchange", "routing_key"} <= delivery.keys():  # QoS.append reads both
-            raise KeyError("delivery_info lacks exchange or routing_key")
+        # kombu files the message under both (unacked, lease restore) and jobq names its
+        # statistics and log lines after the routing key: text, or kombu's lease sweep fails
+        # on it for every message, the same way the script of the batched fetch refuses it.
+        for field in ("exchange", "routing_key"):
+            value = delivery.get(field)
+            if not isinstance(value, str) or (value and not is_text(value)):
+                raise UnusableEnvelope(f"a message whose {field} is not printable text")
+        # A job whose lease expires goes back where its routing key points: for any other name
+        # than its own queue, a list no worker reads, where it would be lost.
+        if queue in JOB_QUEUES and (delivery["routing_key"], delivery["exchange"]) not in {
+            (queue, ""),
+            (queue, queue),
+        }:
+            raise UnusableEnvelope(f"a message whose routing key or exchange is not {queue!r}")
         channel.Message(payload, channel=channel)  # what the consumer callback will build
+    except UnusableEnvelope as exc:
+        log.error("refused %s in %r", exc, queue)
+        return _placeholder(item, queue, str(exc))
     except Exception:
         log.error("refused a message in %r that is not a kombu envelope", queue)
-        return _placeholder(item, queue)
+        return _placeholder(item, queue, "not a kombu JSON envelope")
     return dict(payload)
 
 

@@ -63,6 +63,9 @@ class AtomicRedisBackend(RedisBackend):
             # gevent worker: sent with this batch's other results, records and acks
             # (workers/features/group_commit.py). EVAL, not EVALSHA: a pipeline would first ask the
             # server whether the script exists, one more round trip per batch.
-            commit.write(lambda pipe: STORE.queue(pipe, keys=[key], args=[value, expires]))
+            commit.write(
+                lambda pipe: STORE.queue(pipe, keys=[key], args=[value, expires]),
+                f"result {bytes_to_str(key)}",
+            )
             return
         STORE(self.client, keys=[key], args=[value, expires])

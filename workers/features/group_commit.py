@@ -13,10 +13,16 @@ greenlet run (``gevent.sleep(0)``) and then sends everything queued meanwhile:
 
 Under load a batch holds tens of jobs; when idle a write goes out at once, so nothing waits on
 a timer. What it does **not** change: a job is acknowledged only after its result and record
-are stored (if they cannot be written, the acks of that batch are dropped and the jobs run
+are stored (if Redis cannot be reached, the acks of that batch are dropped and the jobs run
 again when their lease expires: delivery stays at least once). A worker killed outright loses
 at most the batch in flight, i.e. those jobs run again. Prefork workers keep Celery's direct
 writes: their results are written in the child processes.
+
+One job's write cannot take its batch down: if the batch fails for any other reason than an
+unreachable Redis (a write that raises while it is queued, a value redis-py cannot encode),
+each job's writes are sent again on their own, the failing ones are logged with their job id
+and skipped, and every ack of the batch is sent. Running such a job again would fail the same
+way, at every lease, for ever.
 
 Installed by :class:`GroupCommitStep` on gevent workers (with ``JOBQ_FAST_PATHS`` on);
 :func:`active` tells the writers (``workers/broker/result_backend.py``,
@@ -26,7 +32,7 @@ Example::
 
     commit = active()
     if commit is not None:
-        commit.write(lambda pipe: pipe.hset("jobq:job:1", mapping=record))
+        commit.write(lambda pipe: pipe.hset("jobq:job:1", mapping=record), "job record 1")
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from workers.stores.client import get_redis
 log = logging.getLogger(__name__)
 
 Write = Callable[[Any], None]  # adds commands to a redis-py pipeline
+Labelled = tuple[Write, str]  # a write and what it is for (in log lines), e.g. "job record 6f1c"
 # A batch that cannot be written is retried with growing pauses for about this long (a Redis
 # restart or failover); then its writes and acks are dropped and its jobs run again later.
 RETRY_FOR_SECONDS = 30.0
@@ -69,16 +76,19 @@ class GroupCommit:
         import gevent.event
 
         self.client = client
-        self._writes: list[Write] = []
+        self._writes: list[Labelled] = []
         self._acks: list[tuple[Any, str]] = []
         self._wake = gevent.event.Event()
         self._flusher: Any = None
         self._stopping = False
         self.batches = 0  # flushed batches, for tests and the profile
 
-    def write(self, write: Write) -> None:
-        """Queue ``write(pipeline)`` for the next batch (results and records)."""
-        self._writes.append(write)
+    def write(self, write: Write, label: str = "a write") -> None:
+        """Queue ``write(pipeline)`` for the next batch (results and records).
+
+        ``label`` names it in the log if it fails on its own: ``"job record 6f1c…"``.
+        """
+        self._writes.append((write, label))
         self._wake.set()
 
     def ack(self, qos: Any, delivery_tag: str) -> None:
@@ -162,15 +172,49 @@ class GroupCommit:
                         "group commit: could not release %d ack(s)", len(tags), exc_info=True
                     )
 
-    def _send_writes(self, writes: list[Write]) -> None:
+    def _send_writes(self, writes: list[Labelled]) -> None:
+        """All writes in one transaction; if that fails for a reason of its own, each alone."""
+        try:
+            self._send_together(writes)
+        except RETRYABLE:
+            raise
+        except Exception as exc:
+            log.warning(
+                "group commit: a batch of %d write(s) failed (%s: %s); writing each on its own",
+                len(writes),
+                type(exc).__name__,
+                exc,
+            )
+            self._send_each(writes)
+
+    def _send_together(self, writes: list[Labelled]) -> None:
         pipe = self.client.pipeline(transaction=True)
-        for write in writes:
+        for write, _ in writes:
             write(pipe)
         # raise_on_error=False: one bad command (say a key of the wrong type) must not undo the
         # other jobs' writes; it is logged below instead.
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, redis.ResponseError):
-                log.error("group commit: a write failed: %s", reply)
+        _log_errors(pipe.execute(raise_on_error=False))
+        writes.clear()
+
+    def _send_each(self, writes: list[Labelled]) -> None:
+        # Each write leaves the list once it is sent or given up: if Redis goes away halfway,
+        # the retry sends only the rest, and no statistic is counted twice.
+        while writes:
+            write, label = writes[0]
+            pipe = self.client.pipeline(transaction=True)
+            try:
+                write(pipe)
+                _log_errors(pipe.execute(raise_on_error=False))
+            except RETRYABLE:
+                raise
+            except Exception as exc:
+                log.error(
+                    "group commit: could not write %s (%s: %s); skipped, its job is acked",
+                    label,
+                    type(exc).__name__,
+                    exc,
+                )
+            del writes[0]
 
     @staticmethod
     def _send_acks(acks: list[tuple[Any, str]]) -> None:
@@ -199,6 +243,12 @@ class GroupCommit:
                 log.warning("group commit: Redis unavailable (%s); retrying in %.1f s", exc, pause)
                 gevent.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+
+def _log_errors(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            log.error("group commit: a write failed: %s", reply)
 
 
 def _by_qos(acks: list[tuple[Any, str]]) -> list[tuple[Any, list[str]]]:

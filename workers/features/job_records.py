@@ -72,7 +72,7 @@ def _write_record(
     if commit is not None:
         # gevent worker: in the same transaction as this job's result (group_commit.py),
         # so whoever sees the result also finds the record.
-        commit.write(write)
+        commit.write(write, f"job record {task_id}")
         return
     try:
         pipe = get_redis().pipeline(transaction=False)

@@ -26,6 +26,7 @@ from celery import Celery, current_task
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from workers.correlation import correlation_of
+from workers.logsafe import one_line
 from workers.pools import on_gevent
 from workers.settings import Settings, get_settings
 from workers.stores.job_stats import pool_of_queue
@@ -56,8 +57,8 @@ class JobContextFilter(logging.Filter):
         context = job_context()
         data = getattr(record, "data", None)
         if context["job_id"] == "-" and isinstance(data, dict) and data.get("id"):
-            context["job_id"] = str(data["id"])
-            context["job_name"] = str(data.get("name") or "-")
+            context["job_id"] = one_line(str(data["id"]))
+            context["job_name"] = one_line(str(data.get("name") or "-"))
         for key, value in context.items():
             setattr(record, key, value)
         return True
@@ -74,11 +75,11 @@ def job_context() -> dict[str, Any]:
     request = task.request
     queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or ""
     context.update(
-        job_id=request.id or "-",
+        job_id=one_line(str(request.id or "-")),
         job_name=task.name,
-        queue=queue or "-",
-        pool=pool_of_queue(queue) if queue else "-",
-        correlation_id=correlation_of(request) or "-",
+        queue=one_line(str(queue or "-")),
+        pool=one_line(str(pool_of_queue(queue))) if queue else "-",
+        correlation_id=one_line(str(correlation_of(request) or "-")),
     )
     return context
 

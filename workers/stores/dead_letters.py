@@ -29,6 +29,7 @@ import uuid
 from typing import Any
 
 from workers.keys import DEAD_INDEX_SUFFIX
+from workers.logsafe import one_line
 from workers.settings import get_settings
 from workers.stores.client import get_redis
 from workers.stores.scripts import LuaScript
@@ -83,7 +84,10 @@ def dead_letter(entry: dict[str, Any]) -> str:
         keys=[data_key, index_key],
         args=[entry["id"], json.dumps(entry, default=repr), entry["dead_at"], limit],
     )
-    log.error("dead-lettered %s (%s): %s", entry["id"], entry["reason"], entry.get("error", ""))
+    # The error may quote the message (kombu names its content type): one line, bounded; the
+    # entry keeps it whole.
+    error = one_line(str(entry.get("error", "")), limit=1000)
+    log.error("dead-lettered %s (%s): %s", one_line(str(entry["id"])), entry["reason"], error)
     if dropped:
         log.warning("dead-letter store full (%d): dropped the %d oldest", limit, dropped)
     return str(entry["id"])

@@ -11,6 +11,11 @@ same Redis pipeline. Three structures, all small and bounded:
 - ``jobq:stats:recent:<queue>``: the last :data:`RECENT_LIMIT` jobs of a queue as
   ``finished_at wait run`` strings, for p50/p95 over the last minute (``jobq top``).
 
+The pool in a field comes from the routing key of the message, which any client can set:
+routing keys that are not a pool's queue all count as the pool :data:`OTHER_POOL` (and have no
+recent window), so a client making up names cannot grow these hashes or add keys. Job names are
+bounded already: a message naming no registered job never runs.
+
 Example::
 
     >>> read_recent(get_redis(), "io", since=time.time() - 60)[0]
@@ -52,14 +57,30 @@ BUCKETS: tuple[float, ...] = (
     math.inf,
 )
 FIELD_SEPARATOR = "|"
+# Where jobs whose routing key is not a pool's queue are counted.
+OTHER_POOL = "other"
+
+
+def known_pool(queue: str) -> str | None:
+    """The pool profile name (``io``/``cpu``) consuming ``queue``, or None."""
+    for name, profile in POOLS.items():
+        if profile.queue == queue:
+            return name
+    return None
 
 
 def pool_of_queue(queue: str) -> str:
     """The pool profile name (``io``/``cpu``) consuming ``queue``; the queue itself if unknown."""
-    for name, profile in POOLS.items():
-        if profile.queue == queue:
-            return name
-    return queue or "unknown"
+    return known_pool(queue) or queue or "unknown"
+
+
+def stats_pool(queue: str) -> str:
+    """The pool a job counts under in the statistics: its queue's, or :data:`OTHER_POOL`.
+
+    >>> stats_pool("io"), stats_pool("made-up")
+    ('io', 'other')
+    """
+    return known_pool(queue) or OTHER_POOL
 
 
 def bucket_label(seconds: float) -> str:
@@ -94,21 +115,39 @@ def add_job(pipe: Any, record: dict[str, Any]) -> None:
     name = record.get("name") or "unknown"
     queue = record.get("queue") or ""
     state = record.get("state") or "UNKNOWN"
-    prefix = f"{name}{FIELD_SEPARATOR}{pool_of_queue(queue)}{FIELD_SEPARATOR}"
-    sent, started, finished = (record.get(f) for f in ("sent_at", "started_at", "finished_at"))
+    pool = stats_pool(queue)
+    prefix = f"{name}{FIELD_SEPARATOR}{pool}{FIELD_SEPARATOR}"
+    sent, started, finished = (
+        _seconds(record.get(f)) for f in ("sent_at", "started_at", "finished_at")
+    )
     wait = max(0.0, started - sent) if sent and started else None
     run = max(0.0, finished - started) if started and finished else None
     measures: list[str] = []
     for value in (wait, run):
         measures += ["", "0"] if value is None else [bucket_label(value), repr(value)]
-    recent = f"{finished:.3f} {_num(wait)} {_num(run)}" if queue and finished else ""
+    # The recent window is per queue: only for jobq's own queues (a key per made-up name would
+    # be unbounded).
+    known = pool != OTHER_POOL
+    recent = f"{finished:.3f} {_num(wait)} {_num(run)}" if known and finished else ""
     # EVAL with the text on the pipeline: a Redis restart (empty script cache) can never make
     # a job's statistics fail.
     ADD_JOB.queue(
         pipe,
-        keys=[TOTAL_KEY, HIST_PREFIX + "wait", HIST_PREFIX + "run", RECENT_PREFIX + (queue or "-")],
+        keys=[
+            TOTAL_KEY,
+            HIST_PREFIX + "wait",
+            HIST_PREFIX + "run",
+            RECENT_PREFIX + (queue if known else "-"),
+        ],
         args=[prefix, state, *measures, recent, RECENT_LIMIT, RECENT_TTL],
     )
+
+
+def _seconds(value: Any) -> float | None:
+    # A time is a number or unknown: a header of another type must not fail the whole write.
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _num(value: float | None) -> str:
