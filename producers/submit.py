@@ -78,7 +78,8 @@ def submit(
 
     if key is None:
         return enqueue()
-    return submit_once(spec.name, key, spec.queue, enqueue)[0]
+    no_result = stores_no_result(spec, ignore_result)
+    return submit_once(spec.name, key, spec.queue, enqueue, no_result=no_result)[0]
 
 
 def submit_many(

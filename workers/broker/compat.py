@@ -44,6 +44,13 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "_queue_cycle", "the guard against non-envelope queue items"),
     (redis_transport.Channel, "_flush_brpop_reauth", "the guard against non-envelope queue items"),
     (redis_transport.Channel, "_in_poll", "the guard against non-envelope queue items"),
+    (redis_transport.Channel, "_put", "idempotency keys recorded with the enqueue"),
+    (redis_transport.Channel, "_q_for_pri", "idempotency keys recorded with the enqueue"),
+    (
+        redis_transport.Channel,
+        "_get_message_priority",
+        "idempotency keys recorded with the enqueue",
+    ),
     (redis_transport.Channel, "unacked_index_key", "lease renewal"),
     (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
     (redis_transport.QoS, "restore_visible", "restoring expired leases"),

@@ -29,6 +29,8 @@ from kombu.transport import redis as redis_transport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from workers.broker.enqueue_once import EnqueueOnceChannel
+
 log = logging.getLogger(__name__)
 
 NOT_AN_ENVELOPE = "application/x-jobq-not-an-envelope"
@@ -64,8 +66,11 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
     return dict(payload)
 
 
-class GuardedChannel(redis_transport.Channel):
-    """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them."""
+class GuardedChannel(EnqueueOnceChannel):
+    """kombu's Redis channel, refusing undecodable envelopes instead of crashing on them.
+
+    Its ``_put`` records a submit's idempotency key with the push (workers/broker/enqueue_once.py).
+    """
 
     def _brpop_read(self, **options: Any) -> bool:
         # Mirrors kombu 5.7.0 Channel._brpop_read; the popped item is handed to _deliver_popped.
