@@ -66,6 +66,7 @@ RELIABILITY_MODULES = frozenset(
         "test_shutdown.py",  # warm shutdown
         "test_ratelimit.py",  # cluster-wide rate limits
         "test_backpressure.py",  # the admission gate, a full Redis
+        "test_submit_edges.py",  # a submit whose reply is lost, repeated with its key
     }
 )
 

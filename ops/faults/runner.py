@@ -41,6 +41,12 @@ def _scenarios() -> ModuleType:
     return scenarios
 
 
+def _submit_edges() -> ModuleType:
+    from ops.faults import submit_edges
+
+    return submit_edges
+
+
 PRODUCTION_LEASE = {
     "JOBQ_VISIBILITY_TIMEOUT": "30",
     "JOBQ_LEASE_RENEW_INTERVAL": "10",
@@ -95,6 +101,7 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
     "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
+    "lost-reply-submit": ({}, lambda lab, _: _submit_edges().lost_reply_submit(lab)),
 }
 
 
