@@ -376,6 +376,18 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={"section": Section.BACK_PRESSURE},
     )
+    worker_gate_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Seconds a running job waits for room in a queue before it publishes a job there "
+            "(a pipeline's next step, a retry, a job it starts) while that queue is at its "
+            "high-water mark (a retry: at twice the mark). After that it publishes anyway, "
+            "with a warning: bounded, so two pools waiting on each other's full queues cannot "
+            "hold each other forever. The job's slot stays busy while it waits."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
     io_rate_max_park: float = Field(
         default=1.0,
         ge=0,
