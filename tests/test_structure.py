@@ -174,11 +174,11 @@ def test_a_worker_on_libraries_lacking_an_internal_is_refused_in_one_line(monkey
     from workers.broker import compat
 
     assert compat.incompatibility(fast_paths=True) is None  # the pinned versions have them all
-    monkeypatch.delattr(redis_transport.Channel, "_q_for_pri")
+    monkeypatch.delattr(redis_transport.MultiChannelPoller, "on_poll_start")
     refusal = compat.incompatibility(fast_paths=True)
     assert refusal is not None
     assert "\n" not in refusal
-    assert "_q_for_pri" in refusal
+    assert "on_poll_start" in refusal
     assert "JOBQ_FAST_PATHS=false" in refusal  # the stock paths do not need it
     assert compat.incompatibility(fast_paths=False) is None
     monkeypatch.delattr(redis_transport.Channel, "_brpop_read")
