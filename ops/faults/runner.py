@@ -102,6 +102,10 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
     "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
     "lost-reply-submit": ({}, lambda lab, _: _submit_edges().lost_reply_submit(lab)),
+    "pipelines-full-cpu": (
+        {},
+        lambda lab, _: _submit_edges().pipelines_against_a_full_cpu_queue(lab),
+    ),
 }
 
 

@@ -4,6 +4,9 @@
   never arrives (a loopback proxy, ops/reply_drop_proxy.py, cuts the connection right after);
   the user repeats the submit with the same key. Counted: jobs lost, jobs that ran twice. The
   negative control is the same lost reply without a key, where a repeat is a new job.
+* :func:`pipelines_against_a_full_cpu_queue`: pipelines admitted while ``cpu`` had room, then
+  ``cpu`` filled to its mark before their fetches ran: the next steps wait at the gate; the
+  peak ``cpu`` depth is reported, and every pipeline finishes once a CPU worker drains it.
 
 Example::
 
@@ -12,14 +15,17 @@ Example::
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
 
 from ops.faults.lab import Lab
 from ops.faults.scenarios import JOB, FaultResult, _tag
+from ops.local_site import serve_local_site
 from ops.processes import jobq_argv
 from ops.reply_drop_proxy import ReplyDropProxy
+from producers.queues import queue_depths
 
 # Only an enqueued message carries this header, so only the enqueue loses its reply.
 ENQUEUE_MARKER = b"kwargsrepr"
@@ -81,4 +87,53 @@ def lost_reply_submit(lab: Lab, per_pool: int = 3) -> FaultResult:
         max(repeat_s),
         "0 lost, 0 duplicates: the repeat returns the first job's id",
         tally.lost == 0 and tally.duplicate_starts == 0 and dropped == 2 * per_pool + 2,
+    )
+
+
+def pipelines_against_a_full_cpu_queue(lab: Lab, n: int = 20, high: int = 10) -> FaultResult:
+    """``n`` pipelines whose ``cpu`` step meets a ``cpu`` queue at its mark of ``high``."""
+    marks = {"JOBQ_CPU_HIGH_WATER": str(high), "JOBQ_CPU_LOW_WATER": str(high // 2)}
+    env = {**lab.env, **marks}
+    client = lab.client()
+    with serve_local_site() as site:
+        lines = "".join(json.dumps({"url": site.url("/page/1")}) + "\n" for _ in range(n))
+        # Admitted while `cpu` is empty; no I/O worker yet, so no fetch has run.
+        done = subprocess.run(
+            jobq_argv("submit", "fetch_and_analyze", "--file", "-", "--on-full", "fail"),
+            input=lines, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        ids = done.stdout.split()
+        tag = _tag()
+        filler = lab.submit_many(JOB["cpu"], [{"tag": tag, "ms": 0}] * high)  # `cpu` at its mark
+        io = lab.worker("io", concurrency=n, env=marks)
+        peak = 0
+
+        def waiting() -> bool:
+            nonlocal peak
+            peak = max(peak, queue_depths(client, ["cpu"])["cpu"])
+            return peak > high or io.log_tail(500_000).count("waits for room") >= len(ids)
+
+        lab.wait_for(waiting, timeout=60, what="the fetches waiting or publishing")
+        drained_from = time.monotonic()
+        lab.worker("cpu", concurrency=2, env=marks)
+        results = lab.producer.backend
+        lab.wait_for(
+            lambda: all(results.get_status(i) in ("SUCCESS", "FAILURE") for i in ids) or None,
+            timeout=120,
+            what="every pipeline finished",
+        )
+        recovery = time.monotonic() - drained_from
+    tally = lab.wait_for_effects(tag, filler, timeout=60)
+    finished = sum(1 for i in ids if results.get_status(i) == "SUCCESS")
+    tally.submitted = len(ids) + len(filler)
+    tally.lost += len(ids) - finished
+    tally.notes.update(
+        pipelines=len(ids), peak_cpu_backlog=peak, cpu_high_water=high, refused=n - len(ids)
+    )
+    return FaultResult(
+        f"{len(ids)} pipelines meet a full cpu queue (high-water {high})",
+        tally,
+        recovery,
+        "the cpu queue stays at its mark; every pipeline finishes once it drains",
+        peak <= high and tally.lost == 0 and tally.duplicate_starts == 0,
     )
