@@ -66,7 +66,9 @@ def submit_once(
             redis_key, window=window, suffix=NO_RESULT_MARK if no_result else ""
         ) as once:
             handle = enqueue()
-        if once.recorded is None:  # ours is the job in the queue, recorded with its push
+        # Ours is the job in the queue: recorded with its push, or found by our own retry of
+        # a push whose reply was lost.
+        if once.recorded is None or once.recorded.partition(NO_RESULT_MARK)[0] == handle.id:
             return handle, True
         recorded = once.recorded  # another submit (or an earlier attempt of ours) got in first
     job_id, mark, _ = recorded.partition(NO_RESULT_MARK)
