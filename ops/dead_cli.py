@@ -24,7 +24,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from producers.cli import broker_errors
+from producers.cli import broker_errors, queue_full_exit
 from producers.dead_letters import retry_dead
 from workers.stores.dead_letters import (
     REASONS,
@@ -118,7 +118,9 @@ def retry_command(entry_ids: tuple[str, ...], reason: str | None, retry_all: boo
     if bool(entry_ids) == retry_all:
         raise click.UsageError("give dead-letter ids, or --all (optionally with --reason)")
     failed = 0
-    with broker_errors():
+    # Over the high-water mark (JOBQ_ON_FULL=fail, or JOBQ_GATE_TIMEOUT out): one line, exit 3;
+    # the entries not yet retried stay dead letters.
+    with broker_errors(), queue_full_exit():
         ids = list(entry_ids) or [e["id"] for e in list_dead(limit=10**9, reason=reason)]
         for entry_id in ids:
             try:

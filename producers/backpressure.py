@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,22 +45,19 @@ import redis
 from kombu.exceptions import OperationalError
 
 from producers.outage import UNREACHABLE, causes, ride_out
-from producers.queues import queue_lists
-from workers.keys import DELAYED_PREFIX, GATE_PREFIX  # parked rate-limited jobs count too
-from workers.settings import Settings, get_settings
-from workers.stores.client import get_redis
-from workers.stores.scripts import LuaScript
+from workers.settings import get_settings
+from workers.stores.admission import ADMITTED, reservation_token
+from workers.stores.admission import Admission as Admission  # re-exported: the check's parts
+from workers.stores.admission import AdmissionGate as _Gate
+from workers.stores.admission import WaterMarks as WaterMarks
+from workers.stores.admission import marks_for as marks_for
 
 OnFull = Literal["wait", "fail"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A producer that dies between reserving room and publishing frees it after this long.
-RESERVATION_LEASE_MS = 30_000
 # Polling while the gate is closed: start fast (workers may drain quickly), back off to this.
 MAX_POLL_INTERVAL = 0.5
-
-ADMIT = LuaScript(__package__, "admit.lua")
 
 
 class QueueFull(Exception):
@@ -98,42 +94,6 @@ class RedisFull(QueueFull):
 
 
 @dataclass(frozen=True)
-class WaterMarks:
-    """High/low-water marks of one queue; ``high == 0`` means the gate is off."""
-
-    high: int
-    low: int
-
-    def __post_init__(self) -> None:
-        if self.high < 0 or self.low < 0:
-            raise ValueError("water marks must not be negative")
-        if self.high and self.low >= self.high:
-            raise ValueError(f"low-water mark {self.low} must be below high-water {self.high}")
-
-    @property
-    def enabled(self) -> bool:
-        return self.high > 0
-
-
-def marks_for(queue: str, settings: Settings | None = None) -> WaterMarks:
-    """The configured marks of ``queue`` (``JOBQ_<QUEUE>_HIGH_WATER`` / ``_LOW_WATER``)."""
-    settings = settings or get_settings()
-    high = getattr(settings, f"{queue}_high_water", 0)
-    low = getattr(settings, f"{queue}_low_water", 0)
-    return WaterMarks(high=high, low=min(low, max(high - 1, 0)))
-
-
-@dataclass(frozen=True)
-class Admission:
-    """The answer of one gate check: how many jobs may be published now."""
-
-    granted: int
-    backlog: int
-    closed: bool
-    token: str | None = None
-
-
-@dataclass(frozen=True)
 class GateWait:
     """What a waiting producer reports (the CLI shows it in its progress bar)."""
 
@@ -149,39 +109,8 @@ class GateWait:
         )
 
 
-class AdmissionGate:
-    """The admission gate of one queue (see the module docstring)."""
-
-    def __init__(self, queue: str, marks: WaterMarks, client: redis.Redis | None = None) -> None:
-        self.queue = queue
-        self.marks = marks
-        self.client = client or get_redis()
-        self._keys = [
-            *queue_lists(queue),
-            DELAYED_PREFIX + queue,
-            f"{GATE_PREFIX}{queue}:closed",
-            f"{GATE_PREFIX}{queue}:held",
-            f"{GATE_PREFIX}{queue}:leases",
-        ]
-
-    @classmethod
-    def for_queue(cls, queue: str) -> AdmissionGate:
-        return cls(queue, marks_for(queue))
-
-    def try_admit(self, wanted: int, token: str | None = None) -> Admission:
-        """Reserve room for up to ``wanted`` jobs; release it with :meth:`release`.
-
-        ``token`` names the reservation; pass the same one when retrying a check whose reply
-        was lost, so the retry replaces the reservation instead of adding a second one.
-        """
-        if not self.marks.enabled:
-            return Admission(granted=wanted, backlog=-1, closed=False)
-        if token is None:
-            token = reservation_token(wanted)
-        args = [self.marks.high, self.marks.low, wanted, token, self.lease_ms()]
-        # A full Redis raises here; the caller turns that into RedisFull with its counts.
-        granted, backlog, closed = ADMIT(self.client, keys=self._keys, args=args)
-        return Admission(int(granted), int(backlog), bool(closed), token if granted else None)
+class AdmissionGate(_Gate):
+    """The admission gate of one queue, as producers use it (see the module docstring)."""
 
     def release(self, admission: Admission, *, retry_for: float | None = None) -> None:
         """The reserved jobs are published (or given up): stop counting the reservation.
@@ -192,14 +121,8 @@ class AdmissionGate:
         if not admission.token:
             return
 
-        def forget() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hdel(self._keys[-2], admission.token)
-            pipe.zrem(self._keys[-1], admission.token)
-            pipe.execute()
-
         try:
-            ride_out(forget, retry_for=retry_for)
+            ride_out(functools.partial(super().release, admission), retry_for=retry_for)
         except UNREACHABLE:
             # The jobs are published (or given up) either way; an unreleased reservation only
             # holds its room until its lease ends, so this must not fail the submit.
@@ -209,26 +132,6 @@ class AdmissionGate:
                 self.queue,
                 self.lease_ms() // 1000,
             )
-
-    @staticmethod
-    def lease_ms() -> int:
-        """How long a reservation lives: past a publish retried through a whole Redis outage
-        (producers/outage.py), since one that expired mid-retry would let its batch past the mark.
-        """
-        return RESERVATION_LEASE_MS + int(2000 * get_settings().producer_retry_for)
-
-    def is_closed(self) -> bool:
-        """True while producers wait for the backlog to drain to the low-water mark."""
-        return bool(self.client.exists(self._keys[-3]))
-
-
-def reservation_token(wanted: int) -> str:
-    """A new reservation's name; "" (no reservation) for a single job.
-
-    A single job is not worth two more round trips (reserve, release): unreserved, racing
-    producers can overshoot the mark by at most one job each.
-    """
-    return uuid.uuid4().hex if wanted > 1 else ""
 
 
 def gated_publish(
@@ -266,9 +169,18 @@ def gated_publish(
         if admission.granted:
             published = False
             try:
-                with redis_full_errors(gate.queue, handles, len(items) - position):
+                with redis_full_errors(gate.queue, handles, len(items) - position), admitted():
                     handles += publish(list(items[position : position + admission.granted]))
                 published = True
+            except QueueFull as inner:
+                # A gate inside ``publish`` (a pipeline's later queue) closed: count our batches.
+                raise type(inner)(
+                    inner.reason,
+                    queue=inner.queue,
+                    backlog=inner.backlog,
+                    submitted=handles + inner.submitted,
+                    not_submitted=len(items) - position - len(inner.submitted),
+                ) from inner
             finally:
                 # After a publish that already waited out the retry window, one try: the
                 # reservation's lease frees the room anyway.
@@ -295,6 +207,20 @@ def gated_publish(
         time.sleep(max(0.0, min(poll, timeout - waited)))
         poll = min(poll * 2, MAX_POLL_INTERVAL)
     return handles
+
+
+@contextmanager
+def admitted() -> Iterator[None]:
+    """Mark publishes in this block as admitted already, so the workers' gate lets them pass.
+
+    A job that submits jobs (``submit`` inside a job) publishes through ``gated_publish``; the
+    worker's own gate (workers/features/publish_gate.py) must not count them a second time.
+    """
+    token = ADMITTED.set(True)
+    try:
+        yield
+    finally:
+        ADMITTED.reset(token)
 
 
 def is_redis_full(exc: BaseException) -> bool:

@@ -214,7 +214,11 @@ def submit_command(
             (handle,) = submit_gated(spec, [checked], **gate)
         else:
             handle, created = submit_once(
-                spec.name, idem_key, spec.queue, lambda: submit_gated(spec, [checked], **gate)[0]
+                spec.name,
+                idem_key,
+                spec.queue,
+                lambda: submit_gated(spec, [checked], **gate)[0],
+                no_result=stores_no_result(spec, bool(gate.get("ignore_result"))),
             )
             if not created:
                 err.print(f"key {idem_key!r}: already submitted as {handle.id}", highlight=False)

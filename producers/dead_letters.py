@@ -10,10 +10,12 @@ Example::
 
 from __future__ import annotations
 
+from producers.backpressure import AdmissionGate, gated_publish
 from workers.app import get_app
 from workers.catalog import get_job
 from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
+from workers.settings import get_settings
 from workers.stores.dead_letters import NotRetryable, get_dead, remove_dead
 
 
@@ -21,6 +23,7 @@ def retry_dead(entry_id: str) -> str:
     """Validate the entry's arguments again and submit the job under a new id; return that id.
 
     The entry is removed once Redis has accepted the new job, so a failed submit keeps it.
+    The job passes the admission gate of its queue like any submit (``QueueFull`` past it).
     """
     entry = get_dead(entry_id)
     job, kwargs = entry.get("job"), entry.get("kwargs")
@@ -37,8 +40,20 @@ def retry_dead(entry_id: str) -> str:
     args = entry.get("args") or []
     # None unless the job was fire and forget: the job's own declaration then applies.
     ignore = True if entry.get("ignore_result") else None
-    result = get_app().send_task(
-        spec.name, args=args, kwargs=checked, queue=spec.queue, ignore_result=ignore
+    queue = spec.queue
+
+    def send(_: list[None]) -> list[str]:
+        result = get_app().send_task(
+            spec.name, args=args, kwargs=checked, queue=queue, ignore_result=ignore
+        )
+        return [str(result.id)]
+
+    # Through the admission gate like any submit (JOBQ_ON_FULL, JOBQ_GATE_TIMEOUT).
+    (job_id,) = gated_publish(
+        AdmissionGate.for_queue(queue),
+        [None],
+        send,
+        on_full=get_settings().on_full,  # type: ignore[arg-type]
     )
     remove_dead([entry_id])
-    return str(result.id)
+    return job_id

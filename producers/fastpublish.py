@@ -37,6 +37,7 @@ from celery.utils.time import utcoffset
 from kombu.utils.json import dumps as kombu_dumps
 
 from producers.outage import ride_out
+from workers.broker.enqueue_once import current_once
 from workers.keys import CORRELATION_HEADER, SENT_HEADER
 
 # Messages per Redis pipeline: big enough that round trips vanish, small enough that one batch
@@ -228,17 +229,30 @@ def publish_many(
                 for message in (messages if send_sent_event else [])
             ]
 
-            def send(bodies: list[str] = bodies, events: list[str] = events) -> None:
+            def send(
+                bodies: list[str] = bodies,
+                events: list[str] = events,
+                messages: list[dict[str, Any]] = messages,
+            ) -> None:
                 # Built afresh on every attempt: redis-py empties a pipeline that failed.
                 pipe = channel.client.pipeline(transaction=False)
-                # One LPUSH with many values keeps the list order of one-by-one LPUSHes (each
-                # value is pushed in turn to the head), so workers still take jobs in
-                # submission order. Redis applies it whole or not at all: a retry after a
-                # refused connection never sends half a chunk twice.
-                pipe.lpush(queue_key, *bodies)
+                once = current_once()
+                if once is not None:
+                    # A submit with an idempotency key: the key is recorded by the push itself,
+                    # so a retry of a push whose reply was lost pushes nothing.
+                    (message,) = messages
+                    once.queue_push(pipe, queue_key, message, bodies[0])
+                else:
+                    # One LPUSH with many values keeps the list order of one-by-one LPUSHes
+                    # (each value is pushed in turn to the head), so workers still take jobs in
+                    # submission order. Redis applies it whole or not at all: a retry after a
+                    # refused connection never sends half a chunk twice.
+                    pipe.lpush(queue_key, *bodies)
                 for event in events:
                     pipe.publish(event_topic, event)
-                pipe.execute()
+                replies = pipe.execute()
+                if once is not None:
+                    once.settle(replies[0])
 
             ride_out(send)
             ids.extend(message["headers"]["id"] for message in messages)

@@ -16,15 +16,9 @@ from collections.abc import Sequence
 
 import redis
 
-# kombu.transport.redis: Channel.sep and PRIORITY_STEPS.
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
+from workers.keys import PRIORITY_STEPS, queue_lists
+
 UNACKED_HASH = "unacked"
-
-
-def queue_lists(queue: str) -> list[str]:
-    """The Redis list names holding ``queue``'s messages, highest priority first."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
 
 
 def queue_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:

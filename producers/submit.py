@@ -78,7 +78,8 @@ def submit(
 
     if key is None:
         return enqueue()
-    return submit_once(spec.name, key, spec.queue, enqueue)[0]
+    no_result = stores_no_result(spec, ignore_result)
+    return submit_once(spec.name, key, spec.queue, enqueue, no_result=no_result)[0]
 
 
 def submit_many(
@@ -135,36 +136,48 @@ def submit_gated(
     on_wait: Callable[[GateWait], None] | None = None,
     ignore_result: bool = False,
 ) -> list[JobHandle]:
-    """:func:`submit_validated` behind the admission gate of the job's (first) queue."""
+    """:func:`submit_validated` behind the admission gate of every queue the job will use."""
     # Every producer path comes through here: refused before the gate reserves anything.
     check_fire_and_forget(spec, ignore_result)
     if not batch:
         return []
     for arguments in batch:  # last guard for every path, bulk files included: nothing is sent
         check_size(spec.name, arguments)
-    queue = _gate_queue(spec, batch[0])
-    if queue is None:
-        return submit_validated(spec, batch, ignore_result=ignore_result)
-    return gated_publish(
-        AdmissionGate.for_queue(queue),
-        batch,
-        lambda chunk: submit_validated(spec, chunk, ignore_result=ignore_result),
-        on_full=on_full or get_settings().on_full,  # type: ignore[arg-type]
-        timeout=timeout,
-        on_wait=on_wait,
-    )
+    queues = _gate_queues(spec, batch[0])
+    on_full = on_full or get_settings().on_full  # type: ignore[assignment]
+
+    def publish_through(gates: list[str], chunk: list[dict[str, Any]]) -> list[JobHandle]:
+        # A pipeline is admitted against every queue it will touch: one gate inside the other,
+        # each reserving room for the chunk, so its later steps count too.
+        if not gates:
+            return submit_validated(spec, chunk, ignore_result=ignore_result)
+        return gated_publish(
+            AdmissionGate.for_queue(gates[0]),
+            chunk,
+            lambda inner: publish_through(gates[1:], inner),
+            on_full=on_full,  # type: ignore[arg-type]
+            timeout=timeout,
+            on_wait=on_wait,
+        )
+
+    return publish_through(queues, list(batch))
 
 
-def _gate_queue(spec: JobSpec, sample: dict[str, Any]) -> str | None:
-    # A pipeline is admitted by the queue of its first step: that is where its backlog grows.
+def _gate_queues(spec: JobSpec, sample: dict[str, Any]) -> list[str]:
+    """The queues a job of ``spec`` will put jobs in: its own, or each of a pipeline's steps."""
     if spec.queue is not None or spec.build is None:
-        return spec.queue
+        return [spec.queue] if spec.queue is not None else []
     canvas = spec.canvas(get_app(), sample)
-    first = canvas.tasks[0] if getattr(canvas, "tasks", None) else canvas
-    try:
-        return get_job(first.task).queue
-    except UnknownJob:
-        return None
+    steps = canvas.tasks if getattr(canvas, "tasks", None) else [canvas]
+    queues: list[str] = []
+    for step in steps:
+        try:
+            queue = get_job(step.task).queue
+        except UnknownJob:
+            continue
+        if queue is not None and queue not in queues:
+            queues.append(queue)
+    return queues
 
 
 def submit_validated(

@@ -70,6 +70,7 @@ RELIABILITY_MODULES = frozenset(
         "test_ratelimit.py",  # cluster-wide rate limits
         "test_backpressure.py",  # the admission gate, a full Redis
         "test_redis_full.py",  # workers fetching from a full Redis lose nothing, keep running
+        "test_submit_edges.py",  # a submit whose reply is lost, repeated with its key
     }
 )
 

@@ -14,7 +14,7 @@ import pytest
 from ops.pausing import pause, resume
 from ops.processes import jobq_argv
 from ops.redis_server import start_redis
-from producers import submit_many
+from producers import submit, submit_many
 from producers.backpressure import AdmissionGate, QueueFull, WaterMarks, gated_publish
 from producers.queues import queue_depths, unacked_count
 from workers.settings import get_settings
@@ -196,3 +196,38 @@ def test_a_full_redis_wrapped_by_kombu_is_a_refusal_not_an_outage():
     refused = OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
     assert is_unreachable(refused)
     assert not is_redis_full(refused)
+
+
+def test_pipelines_keep_the_cpu_queue_under_its_mark(workers, local_site, monkeypatch):
+    # Marks of the cpu queue: 10 / 5, for this producer and for the workers.
+    cpu_marks = {"JOBQ_CPU_HIGH_WATER": "10", "JOBQ_CPU_LOW_WATER": "5"}
+    for name, value in cpu_marks.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    pause("io")
+    io = workers("io", concurrency=20, env={**cpu_marks, "JOBQ_WORKER_GATE_WAIT": "300"})
+    url = local_site.url("/page/1")
+
+    handles = submit_many("fetch_and_analyze", [{"url": url}] * 20, on_full="fail")
+
+    # The cpu queue fills up meanwhile: the fetched pages' next steps wait for room.
+    submit_many("cpu_spin", [{"ms": 1}] * 10, on_full="fail")
+    resume("io")
+    wait_until(
+        lambda: (
+            queue_depths(get_redis(), ["cpu"])["cpu"] > 10
+            or io.log_tail(200_000).count("waits for room in queue 'cpu'") >= len(handles)
+        ),
+        timeout=60,
+        message="the fetches neither published nor waited: " + io.log_tail(3000),
+    )
+    assert queue_depths(get_redis(), ["cpu"])["cpu"] <= 10, io.log_tail(3000)
+    # A pipeline is admitted against every queue it will touch, not only its first step's.
+    with pytest.raises(QueueFull, match="'cpu'"):
+        submit("fetch_and_analyze", url=url, on_full="fail")
+
+    # Once the cpu queue drains, every pipeline finishes: nothing lost.
+    workers("cpu", concurrency=2, env=cpu_marks)
+    for handle in handles:
+        assert handle.get(timeout=120)["words"] > 0
+    get_settings.cache_clear()

@@ -19,6 +19,7 @@ from ops.processes import jobq_argv
 from producers import submit, submit_many
 from tests.waiting import wait_until
 from workers.jobs.faulty import EFFECTS_PREFIX, STARTS_PREFIX
+from workers.settings import get_settings
 from workers.stores.dead_letters import get_dead, list_dead
 
 
@@ -148,3 +149,25 @@ def test_a_fire_and_forget_job_stays_so_when_retried_from_the_dead_letters(
     new_id = retry_dead(broken.id)
     wait_until(lambda: [e["id"] for e in list_dead()] == [new_id], timeout=30)  # fails again
     assert get_dead(new_id)["ignore_result"] is True
+
+
+def test_dead_retry_passes_the_admission_gate(redis_client: Any, monkeypatch: Any) -> None:
+    from producers.backpressure import QueueFull
+    from producers.dead_letters import retry_dead
+    from workers.stores.dead_letters import dead_letter
+
+    for name, value in {"JOBQ_CPU_HIGH_WATER": "2", "JOBQ_CPU_LOW_WATER": "1"}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        submit_many("cpu_spin", [{"ms": 1}] * 2)  # the cpu queue is at its mark, nobody consumes
+        entry = dead_letter({"reason": "failed", "job": "cpu_spin", "kwargs": {"ms": 1}})
+        monkeypatch.setenv("JOBQ_ON_FULL", "fail")
+        get_settings.cache_clear()
+        with pytest.raises(QueueFull):
+            retry_dead(entry)
+        assert redis_client.llen("cpu") == 2
+        assert get_dead(entry)["job"] == "cpu_spin"  # kept, to retry later
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ops.processes import jobq_argv
+from ops.reply_drop_proxy import ReplyDropProxy
 from producers import submit, submit_many
 from producers.idempotency import idempotency_key
 from producers.payload import PayloadTooLarge
@@ -49,7 +50,8 @@ def test_concurrent_submits_with_one_key_enqueue_one_job(redis_client: Any) -> N
 
 
 def test_cli_key_prints_the_same_id_and_the_window_expires(redis_client: Any) -> None:
-    env = {"JOBQ_IDEMPOTENCY_WINDOW": "2"}
+    # Longer than two CLI starts: the window runs from the first one's enqueue.
+    env = {"JOBQ_IDEMPOTENCY_WINDOW": "5"}
     first = jobq("submit", "io_wait", "ms=1", "--key", "nightly", env=env)
     again = jobq("submit", "io_wait", "ms=1", "--key", "nightly", env=env)
     assert first.returncode == 0, first.stderr
@@ -86,3 +88,22 @@ def test_oversized_arguments_are_refused_before_anything_is_sent(
     assert "JOBQ_MAX_ARGUMENT_BYTES" in bulk.stderr
     assert "Traceback" not in bulk.stderr
     assert redis_client.llen("cpu") == 1  # the good line (bulk policy: good lines are sent)
+
+
+@pytest.mark.parametrize("job", ["io_wait", "fetch_and_analyze"])
+def test_a_submit_whose_reply_is_lost_repeated_with_its_key_enqueues_once(
+    redis_server: Any, redis_client: Any, job: str
+) -> None:
+    # Redis applies the enqueue, the reply never reaches the producer: the submit may retry
+    # on its own or fail, and the user repeats it with the same key, as the README says to.
+    arguments = ["ms=1"] if job == "io_wait" else ["url=http://127.0.0.1:9/"]
+    with ReplyDropProxy(redis_server.port, marker=b"kwargsrepr") as proxy:
+        through = redis_server.url.replace(str(redis_server.port), str(proxy.port))
+        first = jobq("submit", job, *arguments, "--key", "lost-reply", env={"REDIS_URL": through})
+        assert proxy.dropped == 1, first.stderr
+    again = jobq("submit", job, *arguments, "--key", "lost-reply")
+    assert again.returncode == 0, again.stderr
+    queue = "io"  # a pipeline's first step is fetch_url
+    assert redis_client.llen(queue) == 1  # not lost, not duplicated
+    if first.returncode == 0:
+        assert first.stdout == again.stdout  # both know the job by one id

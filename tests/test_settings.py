@@ -69,3 +69,10 @@ def test_fetch_url_uses_the_workers_body_limit_by_default(workers, local_site):
     with pytest.raises(Exception, match="max_bytes 2048"):
         big.get(timeout=30)
     assert allowed.get(timeout=30)["bytes"] == 5000
+
+
+def test_fetch_max_bytes_has_an_upper_bound():
+    with pytest.raises(ValidationError, match="fetch_max_bytes_limit"):
+        Settings(fetch_max_bytes_limit=10**12)
+    with pytest.raises(ValidationError, match="above JOBQ_FETCH_MAX_BYTES_LIMIT"):
+        Settings(fetch_max_bytes=10**7, fetch_max_bytes_limit=10**6)

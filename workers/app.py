@@ -41,6 +41,7 @@ from workers.features import (
     library_patches,
     log_context,
     pause,
+    publish_gate,
     publish_headers,
     rate_limits,
     task_events,
@@ -64,6 +65,7 @@ ALWAYS: tuple[Install, ...] = (
     pause.install,  # `jobq pause`: control commands, start-up check, reconciler
     time_limits.install,  # gevent: the watchdog for jobs that block the hub
     publish_headers.install,  # sent time and correlation id on every publish
+    publish_gate.install,  # a running job's publishes wait for room in their queue
     job_records.install,  # one record per job, with its statistics
     log_context.install,  # job context on every log line, text or JSON
     job_logs.install,  # no per-job INFO lines unless JOBQ_LOG_EACH_JOB

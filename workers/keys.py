@@ -60,3 +60,13 @@ SAMPLES_KEY = "jobq:samples"  # the sampler's time series (`jobq sample`, `jobq 
 QUEUE_ATTRIBUTE = "jobq_queue"
 RATE_ATTRIBUTE = "jobq_rate"
 RATE_KEY_ATTRIBUTE = "jobq_rate_key"
+
+# kombu.transport.redis: Channel.sep and PRIORITY_STEPS. A kombu queue on Redis is one list per
+# priority step (``io``, ``io\x06\x163`` …).
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis list names holding ``queue``'s messages, highest priority first."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]

@@ -376,6 +376,18 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={"section": Section.BACK_PRESSURE},
     )
+    worker_gate_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Seconds a running job waits for room in a queue before it publishes a job there "
+            "(a pipeline's next step, a retry, a job it starts) while that queue is at its "
+            "high-water mark (a retry: at twice the mark). After that it publishes anyway, "
+            "with a warning: bounded, so two pools waiting on each other's full queues cannot "
+            "hold each other forever. The job's slot stays busy while it waits."
+        ),
+        json_schema_extra={"section": Section.BACK_PRESSURE},
+    )
     io_rate_max_park: float = Field(
         default=1.0,
         ge=0,
@@ -474,7 +486,29 @@ class Settings(BaseSettings):
         description=(
             "The largest response body `fetch_url` accepts, in bytes, when the job does not pass "
             "`max_bytes=`; read by the worker that runs the job. A larger body fails the job "
-            "with `ResponseTooLarge`."
+            "with `ResponseTooLarge`. At most `JOBQ_FETCH_MAX_BYTES_LIMIT`."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
+    fetch_max_bytes_limit: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=512 * 1024 * 1024,
+        description=(
+            "The largest `max_bytes=` a `fetch_url` job may ask for: a larger one is refused at "
+            "submit and by the worker (each against its own setting). A worker holds each body "
+            "in memory, and a pipeline keeps it in Redis for `JOBQ_BODY_TTL`. At most 512 MiB."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
+    body_ttl: int = Field(
+        default=600,
+        ge=1,
+        le=86_400,
+        description=(
+            "Seconds a pipeline's page (`fetch_url keep_body=true`, `jobq:body:<job id>`) stays "
+            "in Redis for the next step. Long enough for that step to wait through a backlog "
+            "on its queue; each kept page is at most `JOBQ_FETCH_MAX_BYTES`."
         ),
         json_schema_extra={"section": Section.JOBS},
     )
@@ -506,6 +540,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.strip().lower() or "text"
         return value
+
+    @model_validator(mode="after")
+    def _fetch_default_within_its_limit(self) -> Settings:
+        if self.fetch_max_bytes > self.fetch_max_bytes_limit:
+            raise ValueError(
+                f"JOBQ_FETCH_MAX_BYTES ({self.fetch_max_bytes}) is above "
+                f"JOBQ_FETCH_MAX_BYTES_LIMIT ({self.fetch_max_bytes_limit})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _client_certificate_needs_its_key(self) -> Settings:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 import tempfile
@@ -33,36 +34,13 @@ if TYPE_CHECKING:
     from ops.faults.scenarios import FaultResult
 
 
-def _leases() -> ModuleType:
-    from ops.faults import leases
+def _faults(module: str) -> ModuleType:
+    """``ops.faults.<module>``, imported when a scenario runs, not when `jobq` starts.
 
-    return leases
-
-
-def _scenarios() -> ModuleType:
-    # Imported when a scenario runs, not when `jobq` starts: the lab registers the
-    # fault-injection jobs (crash a process, write a file), which no other command may carry.
-    from ops.faults import scenarios
-
-    return scenarios
-
-
-def _redis_full() -> ModuleType:
-    from ops.faults import redis_full
-
-    return redis_full
-
-
-def _blips() -> ModuleType:
-    from ops.faults import blips
-
-    return blips
-
-
-def _poison_headers() -> ModuleType:
-    from ops.faults import poison_headers
-
-    return poison_headers
+    The lab registers the fault-injection jobs (crash a process, write a file), which no other
+    command may carry.
+    """
+    return importlib.import_module(f"ops.faults.{module}")
 
 
 PRODUCTION_LEASE = {
@@ -77,64 +55,78 @@ err = Console(stderr=True)
 
 # name -> (lab options, scenario)
 SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
-    "child-sigkill": ({}, lambda lab, _: _scenarios().child_sigkill(lab)),
+    "child-sigkill": ({}, lambda lab, _: _faults("scenarios").child_sigkill(lab)),
     "worker-sigkill-io": (
         {"env": PRODUCTION_LEASE},
-        lambda lab, _: _scenarios().worker_sigkill(lab, "io"),
+        lambda lab, _: _faults("scenarios").worker_sigkill(lab, "io"),
     ),
     "worker-sigkill-cpu": (
         {"env": PRODUCTION_LEASE},
-        lambda lab, _: _scenarios().worker_sigkill(lab, "cpu"),
+        lambda lab, _: _faults("scenarios").worker_sigkill(lab, "cpu"),
     ),
     "long-jobs-io": (
         {"env": SCALED_LEASE},
-        lambda lab, _: _scenarios().long_jobs_on_live_workers(lab, "io", lease_s=5, n=4),
+        lambda lab, _: _faults("scenarios").long_jobs_on_live_workers(lab, "io", lease_s=5, n=4),
     ),
     "long-jobs-cpu": (
         {"env": SCALED_LEASE},
-        lambda lab, _: _scenarios().long_jobs_on_live_workers(lab, "cpu", lease_s=5, n=1),
+        lambda lab, _: _faults("scenarios").long_jobs_on_live_workers(lab, "cpu", lease_s=5, n=1),
     ),
     "long-jobs-io-no-renewal": (
         {"env": SCALED_LEASE},
-        lambda lab, _: _scenarios().long_jobs_on_live_workers(
+        lambda lab, _: _faults("scenarios").long_jobs_on_live_workers(
             lab, "io", lease_s=5, n=4, renew=False
         ),
     ),
     "rolling-restart": (
         {"env": SCALED_LEASE},
-        lambda lab, _: _leases().rolling_restart(lab, lease_s=5),
+        lambda lab, _: _faults("leases").rolling_restart(lab, lease_s=5),
     ),
     "rolling-restart-no-renewal": (
         {"env": SCALED_LEASE},
-        lambda lab, _: _leases().rolling_restart(lab, lease_s=5, renew=False),
+        lambda lab, _: _faults("leases").rolling_restart(lab, lease_s=5, renew=False),
     ),
-    "clock-skew": ({"env": SCALED_LEASE}, lambda lab, _: _leases().clock_skew(lab, lease_s=5)),
-    "blocked-hub": ({"env": SCALED_LEASE}, lambda lab, _: _leases().blocked_hub(lab, lease_s=5)),
-    "sigterm-io": ({}, lambda lab, _: _scenarios().sigterm(lab, "io")),
-    "sigterm-cpu": ({}, lambda lab, _: _scenarios().sigterm(lab, "cpu")),
-    "poison-prefork": ({}, lambda lab, _: _scenarios().poison_prefork(lab)),
-    "poison-gevent": ({}, lambda lab, _: _scenarios().poison_gevent(lab)),
+    "clock-skew": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: _faults("leases").clock_skew(lab, lease_s=5),
+    ),
+    "blocked-hub": (
+        {"env": SCALED_LEASE},
+        lambda lab, _: _faults("leases").blocked_hub(lab, lease_s=5),
+    ),
+    "sigterm-io": ({}, lambda lab, _: _faults("scenarios").sigterm(lab, "io")),
+    "sigterm-cpu": ({}, lambda lab, _: _faults("scenarios").sigterm(lab, "cpu")),
+    "poison-prefork": ({}, lambda lab, _: _faults("scenarios").poison_prefork(lab)),
+    "poison-gevent": ({}, lambda lab, _: _faults("scenarios").poison_gevent(lab)),
     "redis-sigkill-always": (
         {"extra": {"appendfsync": "always"}},
-        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=True),
+        lambda lab, _: _faults("scenarios").redis_restart(lab, n=1000, crash=True),
     ),
     "redis-sigterm-everysec": (
         {"extra": {"appendfsync": "everysec"}},
-        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=False),
+        lambda lab, _: _faults("scenarios").redis_restart(lab, n=1000, crash=False),
     ),
     "redis-sigkill-everysec": (
         {"extra": {"appendfsync": "everysec"}},
-        lambda lab, _: _scenarios().redis_restart(lab, n=1000, crash=True),
+        lambda lab, _: _faults("scenarios").redis_restart(lab, n=1000, crash=True),
     ),
     "redis-restarts-while-running": (
         {"env": PRODUCTION_LEASE, "extra": {"appendfsync": "always"}},
-        lambda lab, _: _blips().redis_restarts_while_running(lab, restarts=3),
+        lambda lab, _: _faults("blips").redis_restarts_while_running(lab, restarts=3),
     ),
-    "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
-    "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
-    "poison-header-in-batch": ({}, lambda lab, _: _poison_headers().poison_header_in_batch(lab)),
-    "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
-    "redis-full": ({}, lambda lab, _: _redis_full().redis_full(lab)),
+    "producer-outage": ({}, lambda lab, _: _faults("scenarios").producer_outage(lab)),
+    "bad-messages": ({}, lambda lab, tmp: _faults("scenarios").bad_messages(lab, str(tmp))),
+    "poison-header-in-batch": (
+        {},
+        lambda lab, _: _faults("poison_headers").poison_header_in_batch(lab),
+    ),
+    "idempotent-submits": ({}, lambda lab, _: _faults("scenarios").idempotent_submits(lab)),
+    "redis-full": ({}, lambda lab, _: _faults("redis_full").redis_full(lab)),
+    "lost-reply-submit": ({}, lambda lab, _: _faults("submit_edges").lost_reply_submit(lab)),
+    "pipelines-full-cpu": (
+        {},
+        lambda lab, _: _faults("submit_edges").pipelines_against_a_full_cpu_queue(lab),
+    ),
 }
 
 

@@ -50,6 +50,12 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "_q_for_pri", "taking and recording messages in one step"),
     (redis_transport.Channel, "_queue_bind", "waiting out a full Redis at start-up"),
     (redis_transport.Channel, "_size", "waiting out a full Redis at start-up"),
+    (redis_transport.Channel, "_put", "idempotency keys recorded with the enqueue"),
+    (
+        redis_transport.Channel,
+        "_get_message_priority",
+        "idempotency keys recorded with the enqueue",
+    ),
     (redis_transport.Channel, "unacked_index_key", "lease renewal"),
     (redis_transport.Channel, "unacked_restore_limit", "restoring expired leases"),
     (redis_transport.QoS, "restore_visible", "restoring expired leases"),

@@ -30,6 +30,7 @@ from kombu.transport import redis as redis_transport
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from workers.broker.enqueue_once import EnqueueOnceChannel
 from workers.broker.headers import is_text
 from workers.broker.take import TakingChannel
 from workers.keys import REFUSED_HEADER
@@ -92,8 +93,12 @@ def decode_envelope(channel: Any, item: bytes | str, queue: str) -> dict[str, An
     return dict(payload)
 
 
-class GuardedChannel(TakingChannel):
-    """jobq's taking Redis channel, refusing undecodable envelopes instead of crashing on them."""
+class GuardedChannel(TakingChannel, EnqueueOnceChannel):
+    """jobq's Redis channel, refusing undecodable envelopes instead of crashing on them.
+
+    It takes and records deliveries in one step (:mod:`workers.broker.take`), and its ``_put``
+    records a submit's idempotency key with the push (:mod:`workers.broker.enqueue_once`).
+    """
 
     def decode(self, item: bytes, queue: str) -> dict[str, Any]:
         return decode_envelope(self, item, queue)

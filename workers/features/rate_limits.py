@@ -4,7 +4,8 @@ Every jobq job calls :func:`wait_for_turn` before its body (``JobTask.__call__``
 ``JOBQ_IO_RATE_MAX_PARK`` seconds away (``JOBQ_CPU_RATE_MAX_PARK`` on prefork) is waited for in
 place; a later one parks the message in ``jobq:delayed:<queue>`` and acknowledges the delivery,
 so a long rate-limited backlog holds no worker slot and no prefetch. The :class:`RateLimitMover`
-bootstep of every worker puts due jobs back on their queue. The schedules themselves live in
+bootstep of every worker puts due jobs back on their queue, while that queue is below its
+high-water mark (the admission gate). The schedules themselves live in
 Redis (:mod:`workers.stores.rate_limits`).
 
 Example::
@@ -32,9 +33,11 @@ from workers.keys import (
     RATE_KEY_ATTRIBUTE,
     RATE_STATS_KEY,
     SLOT_HEADER,
+    queue_lists,
 )
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
+from workers.stores.admission import marks_for
 from workers.stores.client import get_redis
 from workers.stores.rate_limits import (
     effective_rate,
@@ -141,6 +144,10 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
     """Publish parked jobs whose turn has come back to their queue; return how many moved."""
     moved = 0
     for queue in queues:
+        if not has_room(queue):
+            # Left parked (where they count in the queue's backlog already) until the queue
+            # drains below its mark. The mover holds no worker slot, so waiting blocks nothing.
+            continue
         for member in take_due(queue):
             try:
                 signature(loads(member), app=app).apply_async()
@@ -151,6 +158,17 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
             forget_parked(queue, member)
             moved += 1
     return moved
+
+
+def has_room(queue: str) -> bool:
+    """True when ``queue``'s lists are below its high-water mark (or it has no gate)."""
+    marks = marks_for(queue)
+    if not marks.enabled:
+        return True
+    pipe = get_redis().pipeline(transaction=False)
+    for name in queue_lists(queue):
+        pipe.llen(name)
+    return sum(pipe.execute()) < marks.high
 
 
 class _MoverThread(LoopThread):

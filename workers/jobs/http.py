@@ -26,7 +26,7 @@ import gevent
 from celery import current_task
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from workers.keys import BODY_PREFIX
 from workers.registry import io_job
@@ -35,11 +35,21 @@ from workers.settings import get_settings
 from workers.stores.client import get_redis
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$", max_length=2048)]
-BODY_TTL_SECONDS = 3600
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CONNECT_TIMEOUT = 5.0
 CHUNK = 64 * 1024
+
+
+def within_fetch_cap(max_bytes: int | None) -> int | None:
+    """Refuse a ``max_bytes`` above ``JOBQ_FETCH_MAX_BYTES_LIMIT``.
+
+    Checked at submit (the producer's setting) and again by the worker (its own setting).
+    """
+    cap = get_settings().fetch_max_bytes_limit
+    if max_bytes is not None and max_bytes > cap:
+        raise ValueError(f"max_bytes {max_bytes} is above JOBQ_FETCH_MAX_BYTES_LIMIT ({cap})")
+    return max_bytes
 
 
 class ResponseTooLarge(Exception):
@@ -106,13 +116,14 @@ def fetch_url(
     url: HttpUrl,
     # None: the worker's JOBQ_FETCH_TIMEOUT / JOBQ_FETCH_MAX_BYTES, read where the job runs.
     timeout: Annotated[float, Field(gt=0, le=300)] | None = None,
-    max_bytes: Annotated[int, Field(gt=0)] | None = None,
+    max_bytes: Annotated[int | None, Field(gt=0), AfterValidator(within_fetch_cap)] = None,
     keep_body: bool = False,
 ) -> dict[str, Any]:
     """Fetch a URL; return its status, size, sha256 and elapsed seconds.
 
-    With ``keep_body`` the decoded text is kept in Redis for an hour under ``body_key``, so the
-    next step of a pipeline can read it without the page travelling through the producer.
+    With ``keep_body`` the decoded text is kept in Redis for ``JOBQ_BODY_TTL`` seconds under
+    ``body_key``, so the next step of a pipeline can read it without the page travelling
+    through the producer.
     """
     settings = get_settings()
     status, body, elapsed = download(
@@ -129,6 +140,6 @@ def fetch_url(
     }
     if keep_body:
         key = BODY_PREFIX + (current_task.request.id or result["sha256"])
-        get_redis().set(key, body.decode("utf-8", errors="replace"), ex=BODY_TTL_SECONDS)
+        get_redis().set(key, body.decode("utf-8", errors="replace"), ex=settings.body_ttl)
         result["body_key"] = key
     return result
