@@ -10,6 +10,16 @@ arrived and from where. Arguments that fail a job's schema are caught later, in
 ``JobTask.__call__`` (workers/registry/task.py), before the job body runs, and dead-lettered
 as ``invalid_arguments``.
 
+Only jobq's jobs run from a message. Celery registers its canvas helpers (``celery.map``,
+``celery.starmap``, ``celery.chunks``, ``celery.group``, ``celery.chord``,
+``celery.chord_unlock``, ``celery.accumulate``, ``celery.backend_cleanup`` ...) in every app, and
+a crafted message naming one would call jobs inline past their rate limit and schema
+(``celery.map``), or re-send itself forever (``celery.chord_unlock``). jobq's pipelines need
+none of them as messages: a chain travels inside its first job's message, and on Redis a chord's
+body is sent by the result backend (native join), not by ``celery.chord_unlock``. So the
+consumer has no strategy for any task that is not a declared jobq job, and such a message is
+refused like an unknown name.
+
 It is installed with Celery's ``worker_consumer`` setting (workers/app.py). The hooks it extends
 (``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``) are
 the consumer's documented extension points, so it stays on with ``JOBQ_FAST_PATHS`` off.
@@ -30,6 +40,7 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.broker.envelopes import NOT_AN_ENVELOPE
+from workers.registry import declared_jobs
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -66,8 +77,24 @@ def _dead_letter_message(message: Any, reason: str, error: str) -> None:
         log.exception("could not dead-letter a refused message (%s)", reason)
 
 
+def runnable_jobs() -> frozenset[str]:
+    """The task names a worker runs from a message: jobq's io and cpu jobs, nothing else.
+
+    >>> "celery.map" in runnable_jobs()
+    False
+    """
+    return frozenset(name for name, spec in declared_jobs().items() if spec.task is not None)
+
+
 class RejectingConsumer(Consumer):
     """Celery's consumer, with every refused message dead-lettered before it is dropped."""
+
+    def update_strategies(self) -> None:
+        super().update_strategies()
+        # A message naming a task without a strategy goes to on_unknown_task: dead-lettered.
+        runnable = runnable_jobs()
+        for name in [name for name in self.strategies if name not in runnable]:
+            del self.strategies[name]
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"
