@@ -28,14 +28,12 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from pydantic import Field
 
-from workers.keys import BODY_PREFIX
 from workers.registry import io_job
 from workers.registry.rates import by_host
 from workers.settings import get_settings
-from workers.stores.client import get_redis
+from workers.stores.kept_pages import keep_page
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$", max_length=2048)]
-BODY_TTL_SECONDS = 3600
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CONNECT_TIMEOUT = 5.0
@@ -128,7 +126,6 @@ def fetch_url(
         "elapsed": round(elapsed, 6),
     }
     if keep_body:
-        key = BODY_PREFIX + (current_task.request.id or result["sha256"])
-        get_redis().set(key, body.decode("utf-8", errors="replace"), ex=BODY_TTL_SECONDS)
-        result["body_key"] = key
+        name = current_task.request.id or result["sha256"]
+        result["body_key"] = keep_page(name, body.decode("utf-8", errors="replace"))
     return result
