@@ -206,6 +206,27 @@ def test_jobs_parked_while_their_pool_is_paused_keep_to_the_limit_on_resume(work
     assert busiest_second(finished) <= 12, f"{busiest_second(finished)} jobs ran in one second"
 
 
+def test_jobs_parked_while_their_pool_has_no_worker_stay_parked(workers, redis_client):
+    # The I/O worker that parked the jobs dies; a CPU worker stays up. It must not put I/O jobs
+    # back on a queue nobody consumes, for the next I/O worker to run them all at once.
+    io_worker = workers("io", concurrency=50)
+    workers("cpu", concurrency=1)
+    CliRunner().invoke(main, ["limits", "set", "io_wait", "10/s"])
+    handles = submit_many("io_wait", [{"ms": 1}] * 40)
+    wait_until(lambda: read_stats().get("io_wait", {}).get("parked", 0) >= 20, timeout=30)
+    io_worker.kill()
+    # Every turn has passed (the schedule expires a second after the last one) …
+    wait_until(lambda: not redis_client.exists(SCHEDULE_PREFIX + "io_wait"), timeout=30)
+    wait_until(lambda: not redis_client.keys(TURN_PREFIX + "*"), timeout=30)
+    # … and the jobs are still parked, not piled up in a queue without a consumer.
+    assert redis_client.zcard(DELAYED_PREFIX + "io") >= 20
+    workers("io", concurrency=50)
+
+    records = wait_for_records([h.id for h in handles], timeout=90)
+    finished = [r["finished_at"] for r in records]
+    assert busiest_second(finished) <= 12, f"{busiest_second(finished)} jobs ran in one second"
+
+
 def test_per_host_means_the_host_whatever_the_credentials_and_default_port():
     host_of = by_host("url")
     same = [
