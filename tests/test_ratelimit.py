@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
+from ops.faults.lab import lab
 from ops.faults.messages import envelope, task_body, task_headers
+from ops.faults.rates import busiest_second, paused_with_parked_jobs
 from ops.pausing import pause, resume
 from producers import submit_many
 from workers.keys import DELAYED_PREFIX, SCHEDULE_PREFIX, TURN_PREFIX
@@ -38,14 +40,14 @@ def wait_for_records(ids: list[str], timeout: float) -> list[dict]:
         return wait_until(all_done, timeout=timeout, interval=0.25)
     except pytest.fail.Exception:
         states = Counter(r.get("state") for r in read_records(ids))
-        parked = {q: get_redis().zcard(DELAYED_PREFIX + q) for q in ("io", "cpu")}
-        pytest.fail(f"jobs did not finish: states {dict(states)}, parked {parked}")
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most of ``times`` inside any one-second window."""
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+        client = get_redis()
+        parked = {q: client.zcard(DELAYED_PREFIX + q) for q in ("io", "cpu")}
+        queued = {q: client.llen(q) for q in ("io", "cpu")}
+        unfinished = [r.get("id") for r in read_records(ids) if r.get("state") != "SUCCESS"]
+        pytest.fail(
+            f"jobs did not finish: states {dict(states)}, parked {parked}, queued {queued}, "
+            f"unacked {client.hlen('unacked')}, unfinished {unfinished[:3]}"
+        )
 
 
 def test_three_io_workers_share_one_20_per_second_limit(workers):
@@ -253,3 +255,13 @@ def test_url_credentials_never_reach_a_redis_key_name(workers, redis_client, loc
     schedules = sorted(redis_client.keys(SCHEDULE_PREFIX + "*"))
     assert schedules == [f"{SCHEDULE_PREFIX}fetch_url:127.0.0.1:{local_site.port}"]
     assert not [key for key in redis_client.keys("*") if "s3cret" in key]
+
+
+@pytest.mark.integration
+def test_fault_scenario_pause_with_parked_jobs_loses_nothing_and_keeps_the_limit(tmp_path):
+    with lab(tmp_path) as running:
+        result = paused_with_parked_jobs(running)
+    assert result.tally.lost == 0, result
+    assert result.tally.duplicate_starts == 0, result
+    assert result.tally.notes["parked_while_paused"] > 0, result
+    assert result.ok, result

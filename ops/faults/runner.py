@@ -95,7 +95,14 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
     "producer-outage": ({}, lambda lab, _: _scenarios().producer_outage(lab)),
     "bad-messages": ({}, lambda lab, tmp: _scenarios().bad_messages(lab, str(tmp))),
     "idempotent-submits": ({}, lambda lab, _: _scenarios().idempotent_submits(lab)),
+    "rate-limit-pause": ({}, lambda lab, _: _rate_scenarios().paused_with_parked_jobs(lab)),
 }
+
+
+def _rate_scenarios() -> ModuleType:
+    from ops.faults import rates  # imported when it runs, like _scenarios()
+
+    return rates
 
 
 def run(names: list[str]) -> list[FaultResult]:
