@@ -43,7 +43,7 @@ def wait_for_records(ids: list[str], timeout: float) -> list[dict]:
         client = get_redis()
         parked = {q: client.zcard(DELAYED_PREFIX + q) for q in ("io", "cpu")}
         queued = {q: client.llen(q) for q in ("io", "cpu")}
-        unfinished = [r.get("id") for r in read_records(ids) if r.get("state") != "SUCCESS"]
+        unfinished = [r for r in read_records(ids) if r.get("state") != "SUCCESS"]
         pytest.fail(
             f"jobs did not finish: states {dict(states)}, parked {parked}, queued {queued}, "
             f"unacked {client.hlen('unacked')}, unfinished {unfinished[:3]}"
