@@ -16,10 +16,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from pathlib import Path
 
 import click
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Flower executes ./flowerconfig.py by default, and what it sets overrides FLOWER_* variables
+# (basic_auth = [] there would turn authentication off). jobq's Flower reads this file instead.
+CONFIG_FILE = Path(__file__).with_name("flower_config.py")
 
 
 def flower_argv(
@@ -34,6 +38,7 @@ def flower_argv(
         # jobq's app on the plain redis:// transport, so Flower shows queue lengths (see there).
         "ops.flower_app",
         "flower",
+        f"--conf={CONFIG_FILE}",
         f"--address={address}",
         f"--port={port}",
         # Flower keeps every task in memory; 100 000 by default is a lot
@@ -46,9 +51,20 @@ def flower_argv(
     return [*argv, *extra]
 
 
-GUARDED_FLOWER_OPTIONS = frozenset(
-    {"--address", "--port", "--unix_socket", "--basic_auth", "--basic-auth", "--auth"}
-)
+# Flower's options that jobq sets or checks itself. Flower (tornado) reads "-" and "_" alike in
+# option names (--unix-socket is --unix_socket), so names are compared with "_".
+GUARDED_FLOWER_OPTIONS = frozenset({"address", "port", "unix_socket", "basic_auth", "auth", "conf"})
+
+
+def option_name(argument: str) -> str | None:
+    """The Flower option an argument sets, in tornado's spelling, or None.
+
+    >>> option_name("--unix-socket=/tmp/f.sock"), option_name("-port"), option_name("x")
+    ('unix_socket', 'port', None)
+    """
+    if not argument.startswith("-"):
+        return None
+    return argument.lstrip("-").split("=", 1)[0].replace("-", "_")
 
 
 def valid_basic_auth(credentials: str) -> bool:
@@ -95,7 +111,7 @@ def flower_command(
         raise click.UsageError(
             "FLOWER_BASIC_AUTH must look like user:password[,user:password…], each part non-empty"
         )
-    overriding = [a for a in flower_args if a.split("=", 1)[0] in GUARDED_FLOWER_OPTIONS]
+    overriding = [a for a in flower_args if option_name(a) in GUARDED_FLOWER_OPTIONS]
     if overriding:
         # Passed through, these would bypass the checks above (e.g. --no-auth, then --address).
         raise click.UsageError(f"set {', '.join(overriding)} with jobq flower's own options")

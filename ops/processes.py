@@ -79,9 +79,14 @@ class ManagedProcess:
 
 
 def spawn(
-    name: str, argv: list[str], *, env: dict[str, str] | None = None, log_dir: Path | None = None
+    name: str,
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
+    cwd: Path | None = None,
 ) -> ManagedProcess:
-    """Start ``argv`` in its own session, output to ``log_dir/name.log`` (or inherited)."""
+    """Start ``argv`` in its own session (in ``cwd``), output to ``log_dir/name.log``."""
     log_path = (log_dir / f"{name}.log") if log_dir else None
     log = None
     if log_path:
@@ -94,6 +99,7 @@ def spawn(
         stderr=subprocess.STDOUT if log else None,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        cwd=cwd,
     )
     return ManagedProcess(name=name, argv=argv, process=process, log_path=log_path, _log=log)
 

@@ -13,7 +13,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ops.faults.messages import envelope, pickle_envelope, task_body, task_envelope, task_headers
+from ops.faults.messages import (
+    celery_builtin_messages,
+    envelope,
+    pickle_envelope,
+    task_body,
+    task_envelope,
+    task_headers,
+)
 from tests.waiting import wait_until
 from workers.stores.dead_letters import get_dead, list_dead
 
@@ -90,3 +97,61 @@ def test_envelope_that_is_not_json_does_not_stop_the_worker(
     assert {e["queue"] for e in malformed} == {"cpu"}
     # Nothing left held: every message was acked (the last one just after its effect).
     wait_until(lambda: redis_client.hlen("unacked") == 0, timeout=10)
+
+
+def test_celery_builtin_tasks_are_refused_like_unknown_jobs(
+    workers: Any, redis_client: Any, tmp_path: Path
+) -> None:
+    # Celery registers its canvas helpers in every worker: celery.map would call a job inline
+    # (past its rate limit), celery.chord_unlock sends its callback and re-sends itself. None of
+    # them is a jobq job, so a message naming one is refused like any unknown name.
+    worker = workers("io", concurrency=4)
+    messages = celery_builtin_messages(str(tmp_path), queue="io")
+    for message in messages.values():
+        redis_client.lpush("io", message)
+
+    ids = {f"builtin-{name}" for name in messages}
+    wait_until(
+        lambda: ids <= _dead_ids(),
+        timeout=30,
+        message=f"not all celery.* messages were dead-lettered: {ids - _dead_ids()}",
+    )
+    reasons = {name: get_dead(f"builtin-{name}")["reason"] for name in messages}
+    assert reasons == dict.fromkeys(messages, "unknown_job")
+    # Nothing ran: no job created its file, nothing was sent on.
+    good = tmp_path / "good-job-ran"
+    redis_client.lpush("io", task_envelope("write_file", {"path": str(good)}, queue="io"))
+    wait_until(good.exists, timeout=30, message="a good job did not run after the bad ones")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "logs") == [good.name]
+    assert redis_client.llen("io") == 0
+    assert worker.alive()
+
+
+def test_a_crafted_message_reads_no_redis_key_and_passes_no_unchecked_argument(
+    workers: Any, redis_client: Any
+) -> None:
+    # analyze_text reads a page fetch_url kept under jobq:body:…; pointed at any other key (a
+    # password, another job's result) it would hand that key's text back in its result.
+    secret = "confidential payroll numbers"
+    redis_client.set("app:secret", secret)
+    crafted = {
+        "text-key": ({"text_key": "app:secret"}, []),
+        "positional-page": ({}, [{"body_key": "app:secret"}]),
+        "positional-extra": ({"text": "fine"}, [None, "unchecked", 3]),
+    }
+    for name, (kwargs, args) in crafted.items():
+        redis_client.lpush(
+            "cpu", task_envelope("analyze_text", kwargs, args=args, queue="cpu", job_id=name)
+        )
+    workers("cpu", concurrency=1)
+
+    wait_until(
+        lambda: set(crafted) <= _dead_ids(),
+        timeout=30,
+        message=f"crafted arguments were not refused: {set(crafted) - _dead_ids()}",
+    )
+    assert {name: get_dead(name)["reason"] for name in crafted} == dict.fromkeys(
+        crafted, "invalid_arguments"
+    )
+    stored = [redis_client.get(key) or "" for key in redis_client.keys("celery-task-meta-*")]
+    assert not [text for text in stored if "payroll" in text]

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -68,15 +69,16 @@ class FlowerRunner:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, hearing: Sequence[str] = ()) -> str:
-        """Start Flower; with ``hearing``, wait until it receives those workers' events.
+    def start(self, *, hearing: Sequence[str] = (), cwd: Path | None = None) -> str:
+        """Start Flower (in ``cwd``); with ``hearing``, wait until it hears those workers.
 
         Events are Redis pub/sub: whatever is published before Flower's receiver has
         subscribed never reaches it, and /healthcheck answers before that.
         """
         argv = jobq_argv("flower", "--port", str(self.port), "--db", str(self.log_dir / "state"))
         env = {**os.environ, "FLOWER_BASIC_AUTH": CREDENTIALS}
-        process = spawn(f"flower-{len(self.running)}", argv, env=env, log_dir=self.log_dir)
+        name = f"flower-{len(self.running)}"
+        process = spawn(name, argv, env=env, log_dir=self.log_dir, cwd=cwd)
         self.running.append(process)
         wait_until(
             lambda: process.alive() and _up(f"{self.base}/healthcheck"),
@@ -196,3 +198,32 @@ def test_flower_keeps_its_history_across_a_restart(flower, workers):
     tasks = get_json(base_again + "/api/tasks")
     assert set(tasks) == ids
     assert {t["state"] for t in tasks.values()} == {"SUCCESS"}
+
+
+def test_a_flowerconfig_py_in_the_working_directory_cannot_turn_auth_off(flower, tmp_path):
+    # Flower runs ./flowerconfig.py (Python) and lets it override FLOWER_BASIC_AUTH; jobq's
+    # Flower reads jobq's own configuration file instead.
+    here = tmp_path / "cwd"
+    here.mkdir()
+    ran = tmp_path / "flowerconfig-ran"
+    (here / "flowerconfig.py").write_text(f"open({str(ran)!r}, 'w').close()\nbasic_auth = []\n")
+    base = flower.start(cwd=here)
+
+    assert not ran.exists(), "Flower ran the flowerconfig.py of its working directory"
+    assert get(base + "/api/workers", auth=None)[0] == 401
+    assert get(base + "/api/workers")[0] == 200
+
+
+@pytest.mark.integration
+def test_flower_refuses_to_listen_on_a_unix_socket_it_cannot_guard(tmp_path):
+    socket_path = tmp_path / "flower.sock"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    for spelling in ("--unix-socket", "--unix_socket"):
+        argv = jobq_argv("flower", "--no-auth", "--", f"{spelling}={socket_path}")
+        try:
+            done = subprocess.run(argv, env=clean, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"Flower started on {spelling} (socket there: {socket_path.exists()})")
+        assert done.returncode == 2, done.stderr
+        assert "with jobq flower's own options" in done.stderr
+        assert not socket_path.exists()

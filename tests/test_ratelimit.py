@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
+from ops.faults.lab import lab
+from ops.faults.messages import envelope, task_body, task_headers
+from ops.faults.rates import busiest_second, paused_with_parked_jobs
+from ops.pausing import pause, resume
 from producers import submit_many
+from workers.keys import DELAYED_PREFIX, SCHEDULE_PREFIX, TURN_PREFIX
+from workers.registry.rates import by_host
+from workers.stores.client import get_redis
 from workers.stores.job_records import read_records
 from workers.stores.rate_limits import InvalidRate, effective_rate, parse_rate, read_stats
 
@@ -27,7 +36,18 @@ def wait_for_records(ids: list[str], timeout: float) -> list[dict]:
         records = read_records(ids)
         return records if all(r.get("state") == "SUCCESS" for r in records) else None
 
-    return wait_until(all_done, timeout=timeout, interval=0.25, message="jobs did not finish")
+    try:
+        return wait_until(all_done, timeout=timeout, interval=0.25)
+    except pytest.fail.Exception:
+        states = Counter(r.get("state") for r in read_records(ids))
+        client = get_redis()
+        parked = {q: client.zcard(DELAYED_PREFIX + q) for q in ("io", "cpu")}
+        queued = {q: client.llen(q) for q in ("io", "cpu")}
+        unfinished = [r for r in read_records(ids) if r.get("state") != "SUCCESS"]
+        pytest.fail(
+            f"jobs did not finish: states {dict(states)}, parked {parked}, queued {queued}, "
+            f"unacked {client.hlen('unacked')}, unfinished {unfinished[:3]}"
+        )
 
 
 def test_three_io_workers_share_one_20_per_second_limit(workers):
@@ -150,3 +170,98 @@ def test_run_time_limits_are_read_once_however_many_jobs_ask_at_the_same_moment(
     gevent.joinall(jobs)
     assert len(reads) == 2
     assert [job.value for job in jobs] == ["5/s"] * 100
+
+
+def test_a_message_claiming_a_reserved_turn_still_waits_for_one(workers, redis_client):
+    # The rate limiter runs a parked job at once when it comes back: its turn is reserved. A
+    # message from any Celery client saying so (the header the parking used to add) must not
+    # skip the limit.
+    worker = workers("io", concurrency=50)
+    CliRunner().invoke(main, ["limits", "set", "io_wait", "2/s"])
+    ids = [f"claims-a-turn-{n}" for n in range(12)]
+    for job_id in ids:
+        headers = {**task_headers("io_wait", job_id), "jobq_rate_slot": time.time()}
+        redis_client.lpush("io", envelope(task_body({"ms": 1}), queue="io", headers=headers))
+
+    records = wait_for_records(ids, timeout=60)
+    finished = [r["finished_at"] for r in records]  # started_at is before a wait in place
+    # 3 in a second at 2/s; up to 5 when jobs come back late together (TURN_GRACE_SECONDS).
+    assert busiest_second(finished) <= 5, f"{busiest_second(finished)} jobs ran in one second"
+    assert worker.alive()
+
+
+def test_jobs_parked_while_their_pool_is_paused_keep_to_the_limit_on_resume(workers, redis_client):
+    # While a pool is paused (or has no worker) nothing consumes its queue: parked jobs whose
+    # turn comes then must stay parked, and not all run at once when the pool comes back.
+    workers("io", concurrency=50)
+    CliRunner().invoke(main, ["limits", "set", "io_wait", "10/s"])
+    handles = submit_many("io_wait", [{"ms": 1}] * 40)
+    wait_until(lambda: read_stats().get("io_wait", {}).get("parked", 0) >= 20, timeout=30)
+    pause("io")
+    # Paused until every turn reserved before the pause (4 s of them) has passed and expired.
+    wait_until(lambda: not redis_client.keys(TURN_PREFIX + "*"), timeout=30)
+    resume("io")
+
+    records = wait_for_records([h.id for h in handles], timeout=60)
+    finished = [r["finished_at"] for r in records]  # started_at is before a wait in place
+    assert len(records) == 40
+    assert busiest_second(finished) <= 12, f"{busiest_second(finished)} jobs ran in one second"
+
+
+def test_jobs_parked_while_their_pool_has_no_worker_stay_parked(workers, redis_client):
+    # The I/O worker that parked the jobs dies; a CPU worker stays up. It must not put I/O jobs
+    # back on a queue nobody consumes, for the next I/O worker to run them all at once.
+    io_worker = workers("io", concurrency=50)
+    workers("cpu", concurrency=1)
+    CliRunner().invoke(main, ["limits", "set", "io_wait", "10/s"])
+    handles = submit_many("io_wait", [{"ms": 1}] * 40)
+    wait_until(lambda: read_stats().get("io_wait", {}).get("parked", 0) >= 20, timeout=30)
+    io_worker.kill()
+    # Every turn has passed (the schedule expires a second after the last one) …
+    wait_until(lambda: not redis_client.exists(SCHEDULE_PREFIX + "io_wait"), timeout=30)
+    wait_until(lambda: not redis_client.keys(TURN_PREFIX + "*"), timeout=30)
+    # … and the jobs are still parked, not piled up in a queue without a consumer.
+    assert redis_client.zcard(DELAYED_PREFIX + "io") >= 20
+    workers("io", concurrency=50)
+
+    records = wait_for_records([h.id for h in handles], timeout=90)
+    finished = [r["finished_at"] for r in records]
+    assert busiest_second(finished) <= 12, f"{busiest_second(finished)} jobs ran in one second"
+
+
+def test_per_host_means_the_host_whatever_the_credentials_and_default_port():
+    host_of = by_host("url")
+    same = [
+        "http://alice:pw1@Example.com/a",
+        "http://bob:pw2@example.com:80/b",
+        "HTTP://EXAMPLE.COM./c",
+        "http://example.com",
+    ]
+    assert {host_of({"url": url}) for url in same} == {"example.com"}
+    assert host_of({"url": "https://example.com:443/"}) == "example.com"
+    assert host_of({"url": "https://example.com:8443/"}) == "example.com:8443"
+    assert host_of({"url": "http://example.com:443/"}) == "example.com:443"
+    assert host_of({"url": "http://u:p@[::1]:8080/"}) == "[::1]:8080"
+
+
+def test_url_credentials_never_reach_a_redis_key_name(workers, redis_client, local_site):
+    workers("io", concurrency=10)
+    # Slow enough that the schedule (which expires a second after its last turn) is still there.
+    CliRunner().invoke(main, ["limits", "set", "fetch_url", "1/s"])
+    urls = [f"http://user:s3cret{n}@127.0.0.1:{local_site.port}/page/{n}" for n in range(3)]
+    handles = submit_many("fetch_url", [{"url": url, "timeout": 5} for url in urls])
+    wait_for_records([h.id for h in handles], timeout=60)
+
+    schedules = sorted(redis_client.keys(SCHEDULE_PREFIX + "*"))
+    assert schedules == [f"{SCHEDULE_PREFIX}fetch_url:127.0.0.1:{local_site.port}"]
+    assert not [key for key in redis_client.keys("*") if "s3cret" in key]
+
+
+@pytest.mark.integration
+def test_fault_scenario_pause_with_parked_jobs_loses_nothing_and_keeps_the_limit(tmp_path):
+    with lab(tmp_path) as running:
+        result = paused_with_parked_jobs(running)
+    assert result.tally.lost == 0, result
+    assert result.tally.duplicate_starts == 0, result
+    assert result.tally.notes["parked_while_paused"] > 0, result
+    assert result.ok, result

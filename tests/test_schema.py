@@ -89,6 +89,15 @@ def test_redis_passwords_are_redacted():
     assert redact_url("redis://h:1/0") == "redis://h:1/0"
 
 
+def test_a_password_in_the_query_string_is_redacted_too():
+    # redis-py takes the password from ?password= as well as from user:password@.
+    assert redact_url("redis://h:1/0?password=pw") == "redis://h:1/0?password=***"
+    redacted = redact_url("rediss://u@h:1/0?ssl_cert_reqs=required&Password=pw&db=2")
+    assert "pw" not in redacted.replace("/0", "")
+    assert redacted == "rediss://u@h:1/0?ssl_cert_reqs=required&Password=***&db=2"
+    assert redact_url("redis://:a@h/0?password=b") == "redis://:***@h/0?password=***"
+
+
 def test_fetch_url_leaves_its_defaults_to_the_worker():
     # JOBQ_FETCH_TIMEOUT / JOBQ_FETCH_MAX_BYTES are the running worker's, not the submitter's:
     # the message carries no default for them.

@@ -19,8 +19,6 @@ from __future__ import annotations
 SENT_HEADER = "jobq_sent_at"
 # The correlation id given at submit; every job a job publishes inherits it.
 CORRELATION_HEADER = "jobq_correlation_id"
-# On a job parked by the rate limiter: its turn is already reserved, run it on arrival.
-SLOT_HEADER = "jobq_rate_slot"
 # On the placeholder of a queue item the transport refused: why (workers/broker/envelopes.py).
 REFUSED_HEADER = "jobq_refused"
 
@@ -47,6 +45,13 @@ LIMITS_KEY = "jobq:limits"  # hash: job name -> run-time rate ("5/s") or "off"
 SCHEDULE_PREFIX = "jobq:rate:"  # + job[:key]: the next free turn (µs, Redis clock)
 RATE_STATS_KEY = "jobq:ratelimit:stats"  # hash: "<job>:waits" | ":wait_seconds" | ":parked"
 DELAYED_PREFIX = "jobq:delayed:"  # + queue: zset of parked messages scored by their turn
+# On a parked message: which turn it was parked for. It makes each parked copy of a job distinct
+# (a mover removing the copy it moved never removes the job parked again since); it is never
+# trusted: the turn itself is claimed from TURN_PREFIX.
+PARKED_HEADER = "jobq_parked_for"
+# + job id: the turn (µs) a parked job reserved; taken (once) when it comes back. In Redis, not in
+# the message, so a message from any client cannot claim a turn it never reserved.
+TURN_PREFIX = "jobq:turn:"
 PAUSE_PREFIX = "jobq:paused:"  # + pool: set while the pool is paused (`jobq pause`)
 
 # --- data jobs keep for each other, and measurement -----------------------------------------

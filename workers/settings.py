@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
@@ -577,17 +578,25 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a ``redis://user:password@host`` URL.
+    """Hide the password of a ``redis://user:password@host`` URL, and a ``?password=`` one.
 
     >>> redact_url("redis://:s3cret@127.0.0.1:6379/0")
     'redis://:***@127.0.0.1:6379/0'
+    >>> redact_url("redis://127.0.0.1:6379/0?password=s3cret&db=1")
+    'redis://127.0.0.1:6379/0?password=***&db=1'
     """
+    # redis-py reads the password from the query string too (any case of "password").
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    address, query_sep, query = rest.partition("?")
+    if not sep or "@" not in address:
         return url
-    credentials, _, host = rest.rpartition("@")
+    credentials, _, host = address.rpartition("@")
     user, colon, _ = credentials.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{query_sep}{query}"
+
+
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)

@@ -69,17 +69,22 @@ def task_headers(job: str, job_id: str | None = None) -> dict[str, Any]:
     }
 
 
-def task_body(kwargs: dict[str, Any]) -> bytes:
+def task_body(kwargs: dict[str, Any], args: list[Any] | tuple[Any, ...] = ()) -> bytes:
     """A protocol-2 JSON body: ``[args, kwargs, embed]``."""
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return json.dumps([[], kwargs, embed]).encode()
+    return json.dumps([list(args), kwargs, embed]).encode()
 
 
 def task_envelope(
-    job: str, kwargs: dict[str, Any], *, queue: str, job_id: str | None = None
+    job: str,
+    kwargs: dict[str, Any],
+    *,
+    queue: str,
+    job_id: str | None = None,
+    args: list[Any] | tuple[Any, ...] = (),
 ) -> str:
     """A well-formed JSON task message, as any Celery client would send it."""
-    return envelope(task_body(kwargs), queue=queue, headers=task_headers(job, job_id))
+    return envelope(task_body(kwargs, args), queue=queue, headers=task_headers(job, job_id))
 
 
 class _CreatesFile:
@@ -115,3 +120,56 @@ def with_field(message: str, field: str, value: Any) -> str:
     else:
         payload["headers"][field] = value
     return json.dumps(payload)
+
+
+def signature_dict(job: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A serialized, immutable Celery signature of ``job``: what canvas messages carry."""
+    return {
+        "task": job,
+        "args": [],
+        "kwargs": kwargs,
+        "options": {},
+        "subtask_type": None,
+        "immutable": True,
+        "chord_size": None,
+    }
+
+
+def celery_builtin_messages(
+    sentinel_dir: str, *, queue: str, job: str = "write_file"
+) -> dict[str, str]:
+    """Envelopes calling Celery's built-in ``celery.*`` tasks, by task name.
+
+    Each would make ``job`` create a file in ``sentinel_dir`` named after the built-in if it ran
+    (``celery.map`` calls the job inline, ``celery.chord_unlock`` sends it, ...); those that take
+    no job (``celery.accumulate``, ``celery.backend_cleanup``) must be refused all the same.
+    The envelope's job id is ``builtin-<name>``.
+    """
+
+    def sig(name: str) -> dict[str, Any]:
+        return signature_dict(job, {"path": f"{sentinel_dir}/{name}"})
+
+    calls: dict[str, dict[str, Any]] = {
+        "celery.map": {"task": sig("celery.map"), "it": [f"{sentinel_dir}/celery.map-inline"]},
+        "celery.starmap": {"task": sig("celery.starmap"), "it": [[]]},
+        "celery.chunks": {"task": sig("celery.chunks"), "it": [[]], "n": 1},
+        "celery.chord_unlock": {
+            "group_id": str(uuid.uuid4()),
+            "callback": sig("celery.chord_unlock"),
+            "result": [],
+        },
+        "celery.group": {
+            "tasks": [sig("celery.group")],
+            "result": [[str(uuid.uuid4()), None]],
+            "group_id": str(uuid.uuid4()),
+            "partial_args": [],
+        },
+        "celery.chord": {"header": [sig("celery.chord")], "body": sig("celery.chord-body")},
+        "celery.chain": {},
+        "celery.accumulate": {},
+        "celery.backend_cleanup": {},
+    }
+    return {
+        name: task_envelope(name, kwargs, queue=queue, job_id=f"builtin-{name}")
+        for name, kwargs in calls.items()
+    }

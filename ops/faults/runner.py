@@ -127,6 +127,7 @@ SCENARIOS: dict[str, tuple[dict, Callable[[Lab, Path], FaultResult]]] = {
         {},
         lambda lab, _: _faults("submit_edges").pipelines_against_a_full_cpu_queue(lab),
     ),
+    "rate-limit-pause": ({}, lambda lab, _: _faults("rates").paused_with_parked_jobs(lab)),
 }
 
 

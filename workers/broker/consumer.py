@@ -12,6 +12,16 @@ as ``invalid_arguments``. Before Celery reads a task message at all, its fields 
 (workers/broker/headers.py): a task id that is a dict, ``jobq_sent_at="x"`` or a correlation
 id with a line break is dead-lettered as ``malformed``, in one log line, and never run.
 
+Only jobq's jobs run from a message. Celery registers its canvas helpers (``celery.map``,
+``celery.starmap``, ``celery.chunks``, ``celery.group``, ``celery.chord``,
+``celery.chord_unlock``, ``celery.accumulate``, ``celery.backend_cleanup`` ...) in every app, and
+a crafted message naming one would call jobs inline past their rate limit and schema
+(``celery.map``), or re-send itself forever (``celery.chord_unlock``). jobq's pipelines need
+none of them as messages: a chain travels inside its first job's message, and on Redis a chord's
+body is sent by the result backend (native join), not by ``celery.chord_unlock``. So the
+consumer has no strategy for any task that is not a declared jobq job, and such a message is
+refused like an unknown name.
+
 It is installed with Celery's ``worker_consumer`` setting (workers/app.py). The hooks it extends
 (``on_decode_error``, ``on_unknown_message``, ``on_unknown_task``, ``on_invalid_task``,
 ``create_task_handler``) are the consumer's public methods, so it stays on with
@@ -40,6 +50,7 @@ from workers.broker.headers import header_problem, is_text, property_problem
 from workers.features.connection_loss import detach_running
 from workers.features.leases import leave_to_lease
 from workers.keys import REFUSED_HEADER
+from workers.registry import declared_jobs
 from workers.stores.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
@@ -103,6 +114,15 @@ def _dead_letter_message(message: Any, reason: str, error: str) -> bool:
     return True
 
 
+def runnable_jobs() -> frozenset[str]:
+    """The task names a worker runs from a message: jobq's io and cpu jobs, nothing else.
+
+    >>> "celery.map" in runnable_jobs()
+    False
+    """
+    return frozenset(name for name, spec in declared_jobs().items() if spec.task is not None)
+
+
 class RejectingConsumer(Consumer):
     """Celery's consumer, with every refused message dead-lettered before it is dropped.
 
@@ -141,6 +161,13 @@ class RejectingConsumer(Consumer):
             return
         message.reject_log_error(log, self.connection_errors)
         signals.task_rejected.send(sender=self, message=message, exc=InvalidTaskError(problem))
+
+    def update_strategies(self) -> None:
+        super().update_strategies()
+        # A message naming a task without a strategy goes to on_unknown_task: dead-lettered.
+        runnable = runnable_jobs()
+        for name in [name for name in self.strategies if name not in runnable]:
+            del self.strategies[name]
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "decode_error"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workers import correlation
-from workers.keys import CORRELATION_HEADER, SENT_HEADER, SLOT_HEADER
+from workers.keys import CORRELATION_HEADER, SENT_HEADER
 
 # Celery's ids are UUIDs (36 characters); jobq's own never exceed this either.
 MAX_ID_LENGTH = 255
@@ -88,7 +88,6 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "kwargsrepr": (_optional_str, "text"),
     "origin": (_optional_str, "text"),
     SENT_HEADER: (_optional_number, "a number (epoch seconds)"),
-    SLOT_HEADER: (_optional_number, "a number (epoch seconds)"),
     CORRELATION_HEADER: (
         _correlation_id,
         f"printable text of at most {correlation.MAX_LENGTH} characters",

@@ -62,7 +62,8 @@ def _drop_paused_queues_at_start(instance: Any = None, **_: Any) -> None:
         _paused_here.add(queue)
 
 
-def _consuming(consumer: Any, queue: str) -> bool:
+def consuming(consumer: Any, queue: str) -> bool:
+    """True while ``consumer`` (a worker's Celery consumer, or None) consumes ``queue``."""
     task_consumer = getattr(consumer, "task_consumer", None)
     return bool(task_consumer is not None and task_consumer.consuming_from(queue))
 
@@ -73,10 +74,10 @@ def _apply(consumer: Any, queue: str, paused: bool) -> None:
         return  # not ours, or the consumer is (re)connecting: the reconciler comes back later
     if getattr(consumer.blueprint, "state", RUN) != RUN:
         return  # shutting down: never start consuming again
-    if paused and _consuming(consumer, queue):
+    if paused and consuming(consumer, queue):
         _paused_here.add(queue)
         consumer.call_soon(consumer.cancel_task_queue, queue)
-    elif not paused and queue in _paused_here and not _consuming(consumer, queue):
+    elif not paused and queue in _paused_here and not consuming(consumer, queue):
         _paused_here.discard(queue)
         consumer.call_soon(consumer.add_task_queue, queue)
 

@@ -2,10 +2,11 @@
 
 Every jobq job calls :func:`wait_for_turn` before its body (``JobTask.__call__``). A turn at most
 ``JOBQ_IO_RATE_MAX_PARK`` seconds away (``JOBQ_CPU_RATE_MAX_PARK`` on prefork) is waited for in
-place; a later one parks the message in ``jobq:delayed:<queue>`` and acknowledges the delivery,
-so a long rate-limited backlog holds no worker slot and no prefetch. The :class:`RateLimitMover`
-bootstep of every worker puts due jobs back on their queue, while that queue is below its
-high-water mark (the admission gate). The schedules themselves live in
+place; a later one parks the message in ``jobq:delayed:<queue>`` (its turn in
+``jobq:turn:<job id>``) and acknowledges the delivery, so a long rate-limited backlog holds no
+worker slot and no prefetch. The :class:`RateLimitMover` bootstep of every worker puts due jobs
+back on the queues that worker consumes, not on a paused one, and only while the queue is below
+its high-water mark (the admission gate). The schedules themselves live in
 Redis (:mod:`workers.stores.rate_limits`).
 
 Example::
@@ -26,22 +27,25 @@ from celery.exceptions import Ignore
 from kombu.utils.json import dumps, loads
 
 from workers.features.loops import LoopStep, LoopThread
+from workers.features.pause import consuming
 from workers.keys import (
     DELAYED_PREFIX,
+    PARKED_HEADER,
     QUEUE_ATTRIBUTE,
     RATE_ATTRIBUTE,
     RATE_KEY_ATTRIBUTE,
     RATE_STATS_KEY,
-    SLOT_HEADER,
     queue_lists,
 )
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
 from workers.stores.admission import marks_for
 from workers.stores.client import get_redis
+from workers.stores.pause_flags import paused_queues
 from workers.stores.rate_limits import (
     effective_rate,
     forget_parked,
+    keep_turn,
     read_overrides,
     reserve_turn,
     seconds_until_next_due,
@@ -54,7 +58,9 @@ log = logging.getLogger(__name__)
 LIMITS_REFRESH_SECONDS = 1.0
 # How often each worker's mover looks for parked jobs whose turn has come.
 MOVER_INTERVAL = 0.05
-MOVER_IDLE_MAX = 1.0
+# An idle mover looks again after at most this long: a job parked while it sleeps comes back up
+# to this late, together with the others that became due meanwhile (they then run together).
+MOVER_IDLE_MAX = 0.25
 
 
 class _LimitCache:
@@ -99,17 +105,18 @@ def wait_for_turn(task: Task, arguments: Mapping[str, Any]) -> None:
 
     Returns when the job may run (at once, or after a short wait in place). When the turn is
     further away, parks the job in Redis and raises :class:`celery.exceptions.Ignore`: the
-    worker acknowledges this delivery and the job comes back, same id, when its turn comes.
+    worker acknowledges this delivery and the job comes back, same id, when its turn comes, and
+    then takes the turn it reserved (kept in Redis, not in the message).
     """
     request = task.request
-    if request.called_directly or _reserved_turn(request) is not None:
+    if request.called_directly:
         return
     rate = effective_rate(getattr(task, RATE_ATTRIBUTE, None), _limits.get(task.name))
     if rate is None:
         return
     key_function = getattr(task, RATE_KEY_ATTRIBUTE, None)
     key = key_function(arguments) if key_function else None
-    wait, turn = reserve_turn(task.name, rate, key)
+    wait, turn = reserve_turn(task.name, rate, key, job_id=request.id)
     settings = get_settings()
     queue = getattr(task, QUEUE_ATTRIBUTE, None) or "io"
     max_park = settings.cpu_rate_max_park if queue == "cpu" else settings.io_rate_max_park
@@ -117,24 +124,17 @@ def wait_for_turn(task: Task, arguments: Mapping[str, Any]) -> None:
         if wait > 0:
             time.sleep(wait)  # gevent's sleep under the I/O pool: only this greenlet waits
         return
-    park(task, turn, queue)
+    park(task, turn, wait, queue)
     raise Ignore()
 
 
-def _reserved_turn(request: Any) -> float | None:
-    value = getattr(request, SLOT_HEADER, None)
-    if value is None:
-        value = (getattr(request, "headers", None) or {}).get(SLOT_HEADER)
-    return float(value) if value is not None else None
-
-
-def park(task: Task, turn: float, queue: str) -> None:
+def park(task: Task, turn: float, wait: float, queue: str) -> None:
     """Store this delivery's message in ``jobq:delayed:<queue>`` until ``turn`` (epoch s)."""
     parked = task.signature_from_request()
-    headers = dict(parked.options.get("headers") or {})
-    headers[SLOT_HEADER] = turn
-    parked.options["headers"] = headers
-    pipe = get_redis().pipeline(transaction=False)
+    parked.options["headers"] = {**(parked.options.get("headers") or {}), PARKED_HEADER: turn}
+    pipe = get_redis().pipeline(transaction=True)  # the message and its turn, or neither
+    if task.request.id:
+        keep_turn(pipe, task.request.id, turn, wait)
     pipe.zadd(DELAYED_PREFIX + queue, {dumps(dict(parked)): turn})
     pipe.hincrby(RATE_STATS_KEY, f"{task.name}:parked", 1)
     pipe.execute()
@@ -172,20 +172,35 @@ def has_room(queue: str) -> bool:
 
 
 class _MoverThread(LoopThread):
-    def __init__(self, app: Celery, queues: list[str]) -> None:
+    def __init__(self, worker: Any, queues: list[str]) -> None:
         super().__init__("jobq-rate-mover")
-        self.app = app
+        self.worker = worker
+        self.app = worker.app
         self.queues = queues
+
+    def movable(self) -> list[str]:
+        """The queues this worker consumes right now and that are not paused.
+
+        A queue nobody consumes (its pool paused, or without a worker) keeps its parked jobs:
+        moved there, they would pile up and all run at once when it is consumed again.
+        """
+        consumer = getattr(self.worker, "consumer", None)
+        mine = [queue for queue in self.queues if consuming(consumer, queue)]
+        if not mine:
+            return mine
+        paused = paused_queues()
+        return [queue for queue in mine if queue not in paused]
 
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                if move_due_jobs(self.app, self.queues):
+                queues = self.movable()
+                if move_due_jobs(self.app, queues):
                     continue
                 # Nothing due: sleep until the next parked job is, at most MOVER_IDLE_MAX, so an
-                # idle worker polls once a second instead of 20 times. A job parked meanwhile may
-                # run up to that late; the limit itself is never exceeded.
-                due_in = seconds_until_next_due(self.queues)
+                # idle worker polls 4 times a second instead of 20. A job parked meanwhile may
+                # come back up to that late, with the others due by then.
+                due_in = seconds_until_next_due(queues)
                 wait = MOVER_IDLE_MAX if due_in is None else min(MOVER_IDLE_MAX, due_in)
             except Exception:  # Redis restarting: keep trying, the jobs are safe in the set
                 log.warning("rate-limit mover: Redis unavailable", exc_info=True)
@@ -196,8 +211,9 @@ class _MoverThread(LoopThread):
 class RateLimitMover(LoopStep):
     """Worker bootstep: every worker puts parked jobs back on their queue when their turn comes.
 
-    Every worker runs one (a Lua script leases each due job to one mover), so parked jobs move
-    as long as any worker of any pool is alive.
+    Every worker runs one (a Lua script leases each due job to one mover) for the queues it
+    consumes, so parked jobs move as long as a worker consumes their queue, and stay parked
+    while none does.
     """
 
     # Started after the pool: prefork forks its children when the pool starts, and a thread
@@ -207,7 +223,7 @@ class RateLimitMover(LoopStep):
     requires = ("celery.worker.components:Pool",)
 
     def make_thread(self, parent: Any) -> LoopThread:
-        return _MoverThread(parent.app, [profile.queue for profile in POOLS.values()])
+        return _MoverThread(parent, [profile.queue for profile in POOLS.values()])
 
 
 def install(app: Celery, settings: Settings) -> None:

@@ -28,11 +28,10 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from pydantic import AfterValidator, Field
 
-from workers.keys import BODY_PREFIX
 from workers.registry import io_job
 from workers.registry.rates import by_host
 from workers.settings import get_settings
-from workers.stores.client import get_redis
+from workers.stores.kept_pages import keep_page
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$", max_length=2048)]
 MAX_REDIRECTS = 5
@@ -139,7 +138,6 @@ def fetch_url(
         "elapsed": round(elapsed, 6),
     }
     if keep_body:
-        key = BODY_PREFIX + (current_task.request.id or result["sha256"])
-        get_redis().set(key, body.decode("utf-8", errors="replace"), ex=settings.body_ttl)
-        result["body_key"] = key
+        name = current_task.request.id or result["sha256"]
+        result["body_key"] = keep_page(name, body.decode("utf-8", errors="replace"))
     return result

@@ -13,8 +13,10 @@ import re
 from collections import Counter
 from typing import Any
 
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
+
 from workers.registry import cpu_job
-from workers.stores.client import get_redis
+from workers.stores.kept_pages import PageKey, read_page
 
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
 SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
@@ -75,21 +77,33 @@ def analyze(text: str, top: int = 10) -> dict[str, Any]:
     }
 
 
+class FetchedPage(TypedDict, total=False):
+    """What ``fetch_url`` returns, as the step before ``analyze_text`` in a pipeline."""
+
+    url: str
+    status: int
+    bytes: int
+    sha256: str
+    elapsed: float
+    body_key: PageKey
+
+
 @cpu_job
 def analyze_text(
-    fetched: dict[str, Any] | None = None,
+    fetched: FetchedPage | None = None,
     /,
     text: str | None = None,
-    text_key: str | None = None,
+    text_key: PageKey | None = None,
     top: int = 10,
 ) -> dict[str, Any]:
-    """Analyze text given inline, kept in Redis under ``text_key``, or fetched by the step before.
+    """Analyze text given inline, kept by fetch_url under ``text_key``, or fetched the step before.
 
     In a pipeline the previous step's result (with its ``body_key``) arrives as ``fetched``.
+    Only pages fetch_url kept (``jobq:body:…``) are read, never any other Redis key.
     """
     if text is None:
         key = text_key or (fetched or {}).get("body_key")
-        text = get_redis().get(key) if key else None
+        text = read_page(key) if key else None
         if text is None:
             raise NoText("give text=, or text_key= of a page kept by fetch_url(keep_body=true)")
     result = analyze(text, top=top)

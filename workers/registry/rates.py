@@ -21,11 +21,32 @@ from workers.stores.rate_limits import parse_rate
 KeyFunction = Callable[[Mapping[str, Any]], str]
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def by_host(argument: str) -> KeyFunction:
-    """A key function: one limit per host (``host:port``) of the URL in ``argument``."""
+    """A key function: one limit per host of the URL in ``argument``.
+
+    The key is the host name, lowercased, plus the port when it is not the scheme's default:
+    ``http://alice:pw@Example.com:80/a`` and ``http://example.com/b`` share ``example.com``.
+    Credentials in the URL are never part of the key (it is a Redis key name).
+
+    >>> by_host("url")({"url": "https://bob:pw@API.example.com:8443/v1"})
+    'api.example.com:8443'
+    """
 
     def host_of(arguments: Mapping[str, Any]) -> str:
-        return urlsplit(str(arguments.get(argument, ""))).netloc.lower()
+        try:
+            parts = urlsplit(str(arguments.get(argument, "")))
+            port = parts.port
+        except ValueError:  # not a URL (a bad port, a broken IPv6 literal): the job-wide limit
+            return ""
+        host = (parts.hostname or "").rstrip(".")
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 literal, bracketed as in a URL
+        if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
+            return host
+        return f"{host}:{port}"
 
     host_of.__name__ = f"host of {argument}"
     return host_of

@@ -32,30 +32,39 @@ class InvalidArguments(ValueError):
 
 @dataclass(frozen=True)
 class ArgumentSchema:
-    """A pydantic model of a job's keyword arguments (unknown names are refused)."""
+    """A pydantic model of a job's keyword arguments (unknown names are refused).
+
+    ``steps`` models the positional-only parameters, which only the step before in a pipeline
+    fills (with its result); a worker validates them too, as a message may come from anyone.
+    """
 
     job: str
     model: type[BaseModel]
+    steps: type[BaseModel] | None = None
 
     @classmethod
     def from_function(cls, func: Callable[..., Any], *, name: str | None = None) -> ArgumentSchema:
         """Build the schema from ``func``'s parameters, their annotations and defaults."""
         fields: dict[str, Any] = {}
+        steps: dict[str, Any] = {}
         for param in inspect.signature(func, eval_str=True).parameters.values():
-            # A positional-only parameter receives the previous step's result in a pipeline;
-            # it is not something a submitter passes, so it is not part of the schema.
-            if param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
             annotation = Any if param.annotation is param.empty else param.annotation
             default = ... if param.default is param.empty else param.default
-            fields[param.name] = (annotation, default)
+            # A positional-only parameter receives the previous step's result in a pipeline;
+            # it is not something a submitter passes, so it is not among the arguments.
+            (steps if param.kind is param.POSITIONAL_ONLY else fields)[param.name] = (
+                annotation,
+                default,
+            )
         job = name or func.__name__
-        model = create_model(
-            f"{job}_arguments",
-            __config__=ConfigDict(extra="forbid", frozen=True),
-            **fields,
+        config = ConfigDict(extra="forbid", frozen=True)
+        model = create_model(f"{job}_arguments", __config__=config, **fields)
+        step_model = (
+            create_model(f"{job}_step_input", __config__=config, **steps) if steps else None
         )
-        return cls(job=job, model=model)
+        return cls(job=job, model=model, steps=step_model)
 
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Return the arguments coerced to their declared types, or raise InvalidArguments."""
@@ -64,6 +73,31 @@ class ArgumentSchema:
         except ValidationError as exc:
             raise InvalidArguments(self.job, describe(exc)) from None
         return parsed.model_dump(mode="json")
+
+    def validate_call(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Check a delivered call: positional values (a step's input) and keyword arguments.
+
+        >>> def count(page: dict | None = None, /, top: int = 3) -> None: ...
+        >>> ArgumentSchema.from_function(count).validate_call(({"a": 1},), {"top": "2"})
+        (({'a': 1},), {'top': 2})
+        """
+        names = list(self.steps.model_fields) if self.steps is not None else []
+        if len(args) > len(names):
+            raise InvalidArguments(
+                self.job, [f"arguments: {len(args)} positional given, it takes {len(names)}"]
+            )
+        values: tuple[Any, ...] = ()
+        if args:
+            assert self.steps is not None
+            try:
+                parsed = self.steps.model_validate(dict(zip(names, args, strict=False)))
+            except ValidationError as exc:
+                raise InvalidArguments(self.job, describe(exc)) from None
+            dumped = parsed.model_dump(mode="json")
+            values = tuple(dumped[name] for name in names[: len(args)])
+        return values, self.validate(kwargs)
 
     def parameters(self) -> dict[str, str]:
         """Parameter names with a short type description, for help texts."""

@@ -1,10 +1,11 @@
 """``JobTask``: the Celery base task of every jobq job; what runs between a delivery and the body.
 
 Before a job's body runs, the worker checks, in this order: the delivery limit (a job that keeps
-killing its process is refused), the cluster-wide rate limit (wait for the job's turn, or park
-it in Redis), the arguments against the job's schema (a message may come from any Celery client,
-so the worker does not trust that they were checked), and, on gevent, the soft time limit and
-the watchdog's hard limit.
+killing its process is refused), the arguments against the job's schema, positional ones (a
+pipeline step's input) included (a message may come from any Celery client, so the worker does
+not trust that they were checked; refused before they take a turn of the rate limit), the
+cluster-wide rate limit (wait for the job's turn, or park it in Redis), and, on gevent, the soft
+time limit and the watchdog's hard limit.
 
 Example::
 
@@ -45,6 +46,9 @@ class JobTask(Task):
         try:
             # A job whose runs keep killing their process is refused here.
             check_delivery_limit(self)
+            # Positional arguments come only from a chain handing over the previous result;
+            # they are checked like the others. The rate key is computed from checked arguments.
+            args, kwargs = self.schema.validate_call(args, kwargs)
             # Cluster-wide rate limit: wait for this job's turn, or park it in Redis until then.
             wait_for_turn(self, kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -53,7 +57,4 @@ class JobTask(Task):
             raise LeftToLease(f"Redis unreachable before the job started: {exc}") from exc
         # gevent has no soft time limit of its own; this adds one.
         with soft_time_limit(self):
-            if args:
-                # Positional arguments come only from a chain handing over the previous result.
-                return super().__call__(*args, **self.schema.validate(kwargs))
-            return super().__call__(**self.schema.validate(kwargs))
+            return super().__call__(*args, **kwargs)

@@ -1,7 +1,8 @@
 """Probes: synthetic jobs report how many of them run at the same moment, and where.
 
 A probe is a named set of Redis keys: ``current`` (jobs inside now), ``peak`` (the most ever
-inside at once) and a list of ``pid:greenlet?:start:end`` visits. Tests and benchmarks read them
+inside at once) and a list of ``pid:greenlet?:start:end`` visits, kept for an hour from the
+first visit. Tests and benchmarks read them
 to prove concurrency from the worker side rather than trusting configuration.
 
 Example::
@@ -26,6 +27,7 @@ from workers.stores.scripts import LuaScript
 
 PROBE_TTL_SECONDS = 3600
 ENTER = LuaScript(__package__, "probe_enter.lua")
+EXIT = LuaScript(__package__, "probe_exit.lua")
 
 
 def _in_greenlet() -> bool:
@@ -47,11 +49,8 @@ def probe(name: str) -> Iterator[None]:
         yield
     finally:
         visit = f"{os.getpid()}:{int(_in_greenlet())}:{started}:{time.time()}"
-        pipe = client.pipeline(transaction=False)
-        pipe.decr(base + ":current")
-        pipe.rpush(base + ":visits", visit)
-        pipe.expire(base + ":visits", PROBE_TTL_SECONDS)
-        pipe.execute()
+        # The visits expire an hour after the first one, however steadily the name is used.
+        EXIT(client, keys=[base + ":current", base + ":visits"], args=[visit, PROBE_TTL_SECONDS])
 
 
 def read_probe(name: str) -> dict[str, Any]:

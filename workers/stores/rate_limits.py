@@ -17,9 +17,14 @@ How a limited job runs (on the worker, before its body):
    the prefork pool) the job waits for it in place. On the I/O pool ``time.sleep`` is gevent's:
    only this greenlet parks, every other job keeps running.
 3. Otherwise the job is *parked in Redis*: the same message (same job id, arguments, pipeline
-   links, headers, plus its reserved turn) goes into the sorted set ``jobq:delayed:<queue>``
-   scored by its turn, and the worker acknowledges the delivery and moves on. A mover thread in
-   every worker puts due jobs back on their queue, where they run at once. A long rate-limited
+   links, headers) goes into the sorted set ``jobq:delayed:<queue>`` scored by its turn, the
+   turn itself into ``jobq:turn:<job id>``, and the worker acknowledges the delivery and moves
+   on. The mover thread of every worker consuming that queue puts due jobs back on it, where
+   each takes its reserved turn (once) and runs at once. A turn is claimed from Redis, never
+   from the message, so no message can skip the limit; a job that comes back more than
+   ``TURN_GRACE_SECONDS`` after its turn takes a new one, and while a queue has no consumer
+   (its pool paused or without workers) its parked jobs stay parked, so a backlog never comes
+   back all at once. A long rate-limited
    backlog therefore holds no worker slot and no prefetch (unlike Celery's ``rate_limit``, which
    was measured holding 38 of 40 slots), does not spend retries, and is not in worker memory
    (unlike ``retry(countdown=…)``, bounded only by ``worker_eta_task_limit``). Parked jobs count
@@ -51,6 +56,7 @@ from workers.keys import (
     LIMITS_KEY,
     RATE_STATS_KEY,
     SCHEDULE_PREFIX,
+    TURN_PREFIX,
 )
 from workers.stores.client import get_redis
 from workers.stores.scripts import LuaScript
@@ -59,6 +65,11 @@ OFF = "off"
 # A mover that takes jobs but dies before publishing them gives them back after this long.
 MOVER_LEASE_SECONDS = 30
 MOVER_BATCH = 200
+# A parked job that comes back this long after its reserved turn takes a new one. Jobs coming
+# back late together run together, so this bounds how far starts can bunch up (a second's
+# worth of turns at most); it is long enough that a mover or a queue a little behind (a busy
+# host) does not make jobs give up their turns.
+TURN_GRACE_SECONDS = 1.0
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
@@ -136,13 +147,33 @@ def effective_rate(declared: str | None, override: str | None) -> Rate | None:
     return parse_rate(chosen)
 
 
-def reserve_turn(job: str, rate: Rate, key: str | None = None) -> tuple[float, float]:
-    """Reserve the next turn of ``job`` (per ``key``); return (seconds to wait, turn as epoch s)."""
+def reserve_turn(
+    job: str, rate: Rate, key: str | None = None, job_id: str | None = None
+) -> tuple[float, float]:
+    """Reserve the next turn of ``job`` (per ``key``); return (seconds to wait, turn as epoch s).
+
+    A job parked with :func:`keep_turn` under ``job_id`` gets that turn instead (once, and only
+    if it is less than ``TURN_GRACE_SECONDS`` old).
+    """
     name = f"{SCHEDULE_PREFIX}{job}" + (f":{key}" if key else "")
     wait_us, turn_us = RESERVE(
-        get_redis(), keys=[name, RATE_STATS_KEY], args=[int(rate.interval * 1e6), job]
+        get_redis(),
+        keys=[name, RATE_STATS_KEY, TURN_PREFIX + (job_id or "")],
+        args=[int(rate.interval * 1e6), job, int(TURN_GRACE_SECONDS * 1e6)],
     )
     return int(wait_us) / 1e6, int(turn_us) / 1e6
+
+
+def keep_turn(pipe: Any, job_id: str, turn: float, wait: float) -> None:
+    """Queue on ``pipe`` the reservation of ``turn`` (epoch s) for the parked job ``job_id``.
+
+    It lives until the turn is past the grace: a job that comes back later takes a new turn.
+    """
+    pipe.set(
+        TURN_PREFIX + job_id,
+        f"{turn * 1e6:.0f}",
+        px=int((max(wait, 0.0) + TURN_GRACE_SECONDS) * 1000) + 1000,
+    )
 
 
 def take_due(queue: str, *, limit: int = MOVER_BATCH) -> list[str]:
