@@ -45,6 +45,7 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 
+from workers.broker.take import refusal
 from workers.pools import is_gevent_pool
 from workers.settings import Settings
 from workers.stores.client import get_redis
@@ -57,6 +58,16 @@ Labelled = tuple[Write, str]  # a write and what it is for (in log lines), e.g. 
 # restart or failover); then its writes and acks are dropped and its jobs run again later.
 RETRY_FOR_SECONDS = 30.0
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def retryable(exc: BaseException) -> bool:
+    """True for a Redis that is away or refuses writes for now (full, read-only, cannot persist).
+
+    Such a batch is retried whole and, if that runs out, neither written nor acked: its jobs come
+    back with their lease. Any other error is one job's own, written around.
+    """
+    return isinstance(exc, RETRYABLE) or refusal(exc) is not None
+
 
 _active: GroupCommit | None = None
 
@@ -176,9 +187,9 @@ class GroupCommit:
         """All writes in one transaction; if that fails for a reason of its own, each alone."""
         try:
             self._send_together(writes)
-        except RETRYABLE:
-            raise
         except Exception as exc:
+            if retryable(exc):
+                raise
             log.warning(
                 "group commit: a batch of %d write(s) failed (%s: %s); writing each on its own",
                 len(writes),
@@ -205,9 +216,9 @@ class GroupCommit:
             try:
                 write(pipe)
                 _log_errors(pipe.execute(raise_on_error=False))
-            except RETRYABLE:
-                raise
             except Exception as exc:
+                if retryable(exc):
+                    raise
                 log.error(
                     "group commit: could not write %s (%s: %s); skipped, its job is acked",
                     label,
@@ -237,10 +248,16 @@ class GroupCommit:
             try:
                 send(items)
                 return True
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
                 if time.monotonic() + pause > deadline:
                     return False
-                log.warning("group commit: Redis unavailable (%s); retrying in %.1f s", exc, pause)
+                log.warning(
+                    "group commit: Redis unavailable or refusing writes (%s); retrying in %.1f s",
+                    exc,
+                    pause,
+                )
                 gevent.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
