@@ -81,7 +81,9 @@ def adopt_detached(consumer: Any) -> int:
         request = _detached[0]
         message = request.message
         message.channel = channel
-        if request.acknowledged and not message.acknowledged:
+        if getattr(request, "left_to_lease", False):
+            pass  # left unacknowledged on purpose (workers/registry/request.py): its lease decides
+        elif request.acknowledged and not message.acknowledged:
             # The job ended while Redis was away and its ack could not be written: write it now.
             message.ack()
         elif not request.acknowledged:

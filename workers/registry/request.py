@@ -105,4 +105,5 @@ class JobRequest(Request):
             why,
         )
         self.acknowledged = True  # done on this worker; nothing may ack it later
+        self.left_to_lease = True  # not even a reconnect (workers/features/connection_loss.py)
         leave_to_lease(self.message)
