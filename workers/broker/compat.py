@@ -67,11 +67,20 @@ GUARANTEES: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.Channel, "_connparams", "lease renewal (its own connection)"),
     (virtual.QoS, "_delivered", "lease renewal (the deliveries a worker holds)"),
     (virtual.QoS, "_dirty", "lease renewal (acks not yet sent)"),
+    (redis_transport.Channel, "Client", "lease renewal (its own connection)"),
+    (virtual.Transport, "_deliver", "taking and recording messages in one step"),
+    (redis_transport.QoS, "unacked_key", "taking and recording messages in one step"),
+    (redis_transport.QoS, "unacked_mutex_key", "restoring expired leases"),
+    (redis_transport.QoS, "unacked_mutex_expire", "restoring expired leases"),
+    (redis_transport.QoS, "visibility_timeout", "restoring expired leases"),
 )
 FAST_PATHS: tuple[tuple[Any, str, str], ...] = (
     (redis_transport.QoS, "_remove_from_indices", "batched acks"),
     (virtual.QoS, "can_consume_max_estimate", "batched fetch"),
     (redis_transport.MultiChannelPoller, "on_poll_start", "waking a full prefetch window"),
+    (redis_transport.MultiChannelPoller, "poller", "waking a full prefetch window"),
+    (redis_transport.MultiChannelPoller, "handle_event", "waking a full prefetch window"),
+    (redis_transport.Channel, "_create_client", "batched fetch (its own client)"),
     (RedisBackend, "_get_result_meta", "one-round-trip result writes"),
     (EventDispatcher, "buffer_group", "buffered task events on gevent"),
 )

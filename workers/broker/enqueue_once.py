@@ -90,6 +90,9 @@ class EnqueueOnceChannel(redis_transport.Channel):
         if once is None or kwargs.get("_publish_batch") is not None:
             super()._put(queue, message, **kwargs)
             return
-        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        # kombu's prefixing client prefixes only a script's first key (the idempotency key).
+        key = self.global_keyprefix + self._q_for_pri(
+            queue, self._get_message_priority(message, reverse=False)
+        )
         with self.conn_or_acquire() as client:
             once.push(client, key, message, dumps(message))

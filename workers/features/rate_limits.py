@@ -43,6 +43,7 @@ from workers.stores.admission import marks_for
 from workers.stores.client import get_redis
 from workers.stores.pause_flags import paused_queues
 from workers.stores.rate_limits import (
+    MOVER_BATCH,
     effective_rate,
     forget_parked,
     keep_turn,
@@ -144,11 +145,12 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
     """Publish parked jobs whose turn has come back to their queue; return how many moved."""
     moved = 0
     for queue in queues:
-        if not has_room(queue):
+        room = room_in(queue)
+        if room <= 0:
             # Left parked (where they count in the queue's backlog already) until the queue
             # drains below its mark. The mover holds no worker slot, so waiting blocks nothing.
             continue
-        for member in take_due(queue):
+        for member in take_due(queue, limit=min(room, MOVER_BATCH)):
             try:
                 signature(loads(member), app=app).apply_async()
             except Exception:
@@ -160,15 +162,15 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
     return moved
 
 
-def has_room(queue: str) -> bool:
-    """True when ``queue``'s lists are below its high-water mark (or it has no gate)."""
+def room_in(queue: str) -> int:
+    """How many jobs ``queue``'s lists take before its high-water mark (MOVER_BATCH: no gate)."""
     marks = marks_for(queue)
     if not marks.enabled:
-        return True
+        return MOVER_BATCH
     pipe = get_redis().pipeline(transaction=False)
     for name in queue_lists(queue):
         pipe.llen(name)
-    return sum(pipe.execute()) < marks.high
+    return marks.high - sum(pipe.execute())
 
 
 class _MoverThread(LoopThread):
