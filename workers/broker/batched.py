@@ -27,8 +27,9 @@ changes how many round trips they take:
 
 Selected with ``broker_transport = "workers.broker.batched:RedisTransport"`` by workers/app.py when
 ``JOBQ_FAST_PATHS`` is on (the default). It relies on kombu internals (``Channel._brpop_read``,
-``QoS._delivered``, ``MultiChannelPoller``); with the switch off, workers use only the guard of
-:mod:`workers.broker.envelopes` and kombu's own fetch and acks.
+``QoS._delivered``, ``MultiChannelPoller``); with the switch off, workers use
+:class:`~workers.broker.envelopes.GuardedChannel`: the same atomic take
+(:mod:`workers.broker.take`), one message at a time, and kombu's own acks (without ``MULTI``).
 
 Example::
 
