@@ -104,10 +104,10 @@ class GuardedChannel(TakingChannel, EnqueueOnceChannel):
         return decode_envelope(self, item, queue)
 
     def _brpop_read(self, **options: Any) -> bool:
-        if not self.global_keyprefix:
+        if self._waiting != "BRPOP":
             return super()._brpop_read(**options)  # the take script decodes with decode()
-        # kombu's BRPOP (scripts do not get its key prefix): mirrors kombu 5.7.0
-        # Channel._brpop_read; only the decoding differs.
+        # kombu's BRPOP (a key prefix, or only no_ack queues: see TakingChannel.takes): mirrors
+        # kombu 5.7.0 Channel._brpop_read; only the decoding differs.
         try:
             try:
                 dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)

@@ -188,8 +188,20 @@ class TakingChannel(redis_transport.Channel):
                 pipe.llen(self._q_for_pri(queue, pri))
             return sum(size for size in pipe.execute() if isinstance(size, int))
 
+    def takes(self) -> bool:
+        """True when this channel fetches with the wait and the take script.
+
+        Not with a key prefix (kombu's prefixing does not reach scripts), nor when every queue
+        it consumes is ``no_ack`` (Celery's control replies): nothing is recorded for those, so
+        kombu's BRPOP loses nothing, and it wakes on any of them, not on the first only.
+        """
+        return not self.global_keyprefix and any(
+            queue not in self._no_ack_queues for queue in self.active_queues
+        )
+
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if self.global_keyprefix:
+        if not self.takes():
+            self._waiting = "BRPOP"
             return super()._brpop_start(timeout)
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
@@ -207,7 +219,7 @@ class TakingChannel(redis_transport.Channel):
         return None
 
     def _brpop_read(self, **options: Any) -> bool:
-        if self.global_keyprefix:
+        if self._waiting == "BRPOP":
             return super()._brpop_read(**options)
         try:
             try:
