@@ -8,7 +8,7 @@ starts, does not depend on the scale. ``--write`` replaces the table in docs/rel
 
 Example::
 
-    $ jobq faults                      # about 12 minutes on 2 cores
+    $ jobq faults                      # about 14 minutes on 2 cores
     $ jobq faults --only redis --only poison
     $ python -m ops.faults --write docs/reliability.md   # partial runs update their rows
 """
