@@ -57,17 +57,18 @@ PROCESS_FIXTURES = frozenset(
 MODULE_PROCESS_FIXTURES = frozenset({"_module_workers", "compose_workers"})
 # The guarantees that must hold on stock Celery/kombu code paths too: `make test` runs these
 # modules a second time with JOBQ_FAST_PATHS=false (README, "Upgrading Celery and kombu").
+# test_leases.py and test_ratelimit.py run once: the lease keeper, the Redis-clock sweep and the
+# rate limiter are the same code with JOBQ_FAST_PATHS on or off (their tests took a minute and a
+# half of the suite's second pass).
 RELIABILITY_MODULES = frozenset(
     {
         "test_bad_messages.py",  # rejection of bad messages
         "test_poison_headers.py",  # bad header fields: refused once, their batch unharmed
         "test_dead_letters.py",  # dead letters, retries, the delivery limit
         "test_worker_death.py",  # leases: a dead worker's jobs come back, live ones are kept
-        "test_leases.py",  # leases across shutdown, clock skew and a blocked gevent hub
         "test_redis_restart.py",  # nothing lost across a Redis restart
         "test_redis_blips.py",  # running jobs and dead letters survive a Redis restart
         "test_shutdown.py",  # warm shutdown
-        "test_ratelimit.py",  # cluster-wide rate limits
         "test_backpressure.py",  # the admission gate, a full Redis
         "test_redis_full.py",  # workers fetching from a full Redis lose nothing, keep running
         "test_submit_edges.py",  # a submit whose reply is lost, repeated with its key

@@ -153,7 +153,8 @@ def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
     cpu_worker = workers("cpu", concurrency=1)
     probe = uuid.uuid4().hex
     # One long job that keeps the only CPU process busy, then three that must wait.
-    bulk = [{"ms": 6000, "probe_name": probe}] + [{"ms": 1}] * 3
+    # 20 s: still running while `jobq status` starts and asks, on a loaded machine too.
+    bulk = [{"ms": 20_000, "probe_name": probe}] + [{"ms": 1}] * 3
     submitted = jobq("submit", "cpu_spin", "--file", "-", stdin="\n".join(map(json.dumps, bulk)))
     assert submitted.returncode == 0, submitted.stderr
     wait_until(lambda: redis_client.get(f"jobq:probe:{probe}:current") == "1", timeout=30)
