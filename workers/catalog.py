@@ -20,8 +20,9 @@ from workers.settings import Settings, get_settings
 
 
 def job_modules(settings: Settings) -> list[str]:
-    """The modules whose jobs this process declares."""
-    return ["workers.jobs", *(["workers.jobs.faulty"] if settings.fault_jobs else [])]
+    """The modules whose jobs this process declares: jobq's shipped jobs, then ``JOBQ_JOBS``."""
+    shipped = ["workers.jobs", *(["workers.jobs.faulty"] if settings.fault_jobs else [])]
+    return [*shipped, *(name for name in settings.jobs if name not in shipped)]
 
 
 def load_jobs(settings: Settings | None = None) -> None:

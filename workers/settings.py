@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from functools import lru_cache
+from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class Section(StrEnum):
@@ -42,7 +44,7 @@ class Section(StrEnum):
     SUBMITTING = "Submitting"
     RESULTS = "Results"
     LOGGING = "Logging"
-    JOBS = "Shipped jobs and testing"
+    JOBS = "Jobs and testing"
 
 
 class Settings(BaseSettings):
@@ -481,6 +483,17 @@ class Settings(BaseSettings):
 
     # --- Shipped jobs and testing -----------------------------------------------------------
     # fetch_url takes these from its own argument defaults today (workers/jobs/http.py).
+    jobs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Your own job modules, comma-separated dotted names (`myapp.jobs,billing.jobs`): "
+            "the modules that hold your `@io_job`/`@cpu_job`/`@pipeline` functions. Workers, "
+            "`jobq up`, producers and `jobq jobs` import them next to jobq's shipped jobs; "
+            "`jobq worker … --jobs` and `jobq up --jobs` set it too. A module that fails to "
+            "import, or a job name declared twice, stops the worker at start with exit 2."
+        ),
+        json_schema_extra={"section": Section.JOBS},
+    )
     fetch_max_bytes: int = Field(
         default=5 * 1024 * 1024,
         ge=1024,
@@ -533,6 +546,20 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={"section": Section.JOBS},
     )
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _job_modules_by_comma(cls, value: object) -> object:
+        # An environment variable is one string; "a.jobs, b.jobs" and a trailing comma are fine.
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, (list, tuple)):
+            names = [str(part).strip() for part in value if str(part).strip()]
+            for name in names:
+                if not _MODULE_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not a dotted module name (like myapp.jobs)")
+            return list(dict.fromkeys(names))
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod
