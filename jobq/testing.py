@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # imported when a fixture runs: loading the plugin costs noth
     from ops.redis_server import RedisServer
 
 INI_JOBS = "jobq_jobs"
+# The workers a test started, so its failure report can show their logs.
+_STARTED: pytest.StashKey[list[WorkerProcess]] = pytest.StashKey()
 # Variables this plugin sets for the session; their previous values come back at its end.
 _ENV_NAMES = ("REDIS_URL", "JOBQ_JOBS", "PYTHONPATH")
 
@@ -53,6 +55,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="jobq: your job modules (dotted names), loaded by jobq_worker's workers and submit()",
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that started workers shows the end of each worker's log."""
+    report = yield
+    if report.failed and report.when == "call":
+        for worker in item.stash.get(_STARTED, []):
+            report.sections.append((f"jobq worker {worker.node_name} log", worker.log_tail()))
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -120,18 +132,22 @@ def jobq_redis_client(jobq_env: dict[str, str], jobq_redis: RedisServer) -> Any:
 
 
 @pytest.fixture
-def jobq_worker(jobq_redis_client: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def jobq_worker(
+    jobq_redis_client: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real ``jobq worker io|cpu`` processes loading your job modules.
 
     ``jobq_worker("cpu")`` returns once the worker answers a ping; ``concurrency=``, ``env=``
     (extra variables), ``ready=False`` and ``start_worker``'s other options pass through. Its
     log is ``tmp_path/jobq-logs/``; a worker that exits at start fails the test with the log's
-    tail. Every worker started is killed at teardown (the next test starts on an empty database,
-    so nothing it held matters).
+    tail, and a failed test's report ends with each of its workers' logs. Every worker started
+    is killed at teardown (the next test starts on an empty database, so nothing it held
+    matters).
     """
     from ops.processes import start_worker
 
     started: list[WorkerProcess] = []
+    request.node.stash[_STARTED] = started
 
     def start(
         pool: str, *, ready: bool = True, env: dict[str, str] | None = None, **options: Any

@@ -88,6 +88,9 @@ def test_a_users_test_of_their_job_runs_on_a_real_worker_and_can_fail(tmp_path, 
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
     assert re.search(r"\b1 failed, 1 passed\b", run.stdout), run.stdout[-3000:]
     assert "assert 3 == 4" in run.stdout
+    # The failed test's report shows its worker's log, which names the job it ran.
+    assert re.search(r"jobq worker cpu-\S+ log", run.stdout), run.stdout[-3000:]
+    assert "total" in run.stdout.split("jobq worker cpu-", 1)[1]
     # This suite's REDIS_URL was in the environment: the plugin used its own Redis instead.
     assert redis_client.keys("*") == []
 
