@@ -78,8 +78,12 @@ def test_the_batch_script_runs_outside_the_repository_on_real_workers(
 ):
     env = project_env(project, JOBQ_JOBS="invoices.jobs")
     # The workers import invoices.jobs from the copy, not from the repository.
-    workers("io", env=env)
-    workers("cpu", env=env, concurrency=2)
+    started = [
+        workers("io", env=env, ready=False),
+        workers("cpu", env=env, concurrency=2, ready=False),
+    ]
+    for worker in started:  # both start at once
+        worker.wait_ready(timeout=60)
 
     run = subprocess.run(
         [sys.executable, "-m", "invoices.submit_batch", "--count", "20"],
