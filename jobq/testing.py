@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:  # imported when a fixture runs: loading the plugin costs nothing
+if TYPE_CHECKING:  # ops is imported when a fixture runs, not when pytest loads the plugin
     from ops.processes import WorkerProcess
     from ops.redis_server import RedisServer
 
