@@ -22,6 +22,7 @@ import pytest
 
 import jobq
 from ops.processes import WorkerProcess
+from ops.stack import Stack, StackConfig
 from workers import registry
 from workers.settings import get_settings
 
@@ -289,6 +290,19 @@ def test_jobq_up_with_a_bad_job_module_starts_nothing(project: Path, tmp_path: P
         f"billing database (at {project}/tallyapp/broken.py:3)"
     ]
     assert not data_dir.exists()  # no Redis, no worker, no Flower was started
+
+
+def test_jobq_up_gives_other_terminals_the_same_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # `jobq up --jobs` set JOBQ_JOBS in its environment; `source .jobq/env` must carry it on, or a
+    # producer in another terminal would not know the jobs its workers run.
+    monkeypatch.setenv("JOBQ_JOBS", "tallyapp.jobs,billing.jobs")
+    stack = Stack(StackConfig(data_dir=tmp_path, flower_port=None, redis_url="redis://x:6379/0"))
+
+    lines = stack.write_env_file().read_text().splitlines()
+
+    assert "export JOBQ_JOBS=tallyapp.jobs,billing.jobs" in lines
 
 
 # --- the library: submit raises a clear exception ------------------------------------------------
