@@ -34,12 +34,16 @@ from producers import (
     validate,
 )
 from workers.registry import cpu_job, io_job, pipeline
+from workers.registry.errors import DuplicateJob, JobLoadError, JobModuleError
 from workers.registry.rates import by_host
 
 __all__ = [
+    "DuplicateJob",
     "IdempotencyConflict",
     "InvalidArguments",
     "JobHandle",
+    "JobLoadError",
+    "JobModuleError",
     "QueueFull",
     "RedisFull",
     "UnknownJob",

@@ -34,6 +34,7 @@ from producers.status import collect_status
 from producers.submit import check_fire_and_forget, stores_no_result, submit_gated, validate
 from workers import correlation
 from workers.catalog import all_jobs, get_job
+from workers.jobs_option import jobs_option
 from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
@@ -139,6 +140,7 @@ def use_correlation_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
 @click.command()
 @click.argument("job")
 @click.argument("assignments", nargs=-1)
+@jobs_option
 @click.option("--file", "file", type=click.File("r"), help="JSON Lines of arguments; - is stdin.")
 @click.option(
     "--correlation-id",
@@ -435,6 +437,7 @@ def status_command(as_json: bool, timeout: float) -> None:
 
 
 @click.command()
+@jobs_option
 def jobs_command() -> None:
     """List the jobs that can be submitted, with their pool and arguments."""
     table = Table("job", "pool", "arguments", "what it does")

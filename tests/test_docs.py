@@ -149,7 +149,10 @@ def test_every_jobq_command_the_docs_name_exists(doc: Path):
 
 
 def test_the_command_finder_sees_commands_and_flags():
-    text = "```sh\njobq dead list|shw --limit 5   # note\n```\nRun `jobq up --demo --nope`.\n"
+    text = (
+        "```sh\njobq dead list|shw --limit 5   # note\n```\nRun `jobq up --demo --nope`.\n"
+        "```python\nfrom jobq import submit\n```\n"
+    )
     words = list(jobq_commands(text))
     assert words == [["dead", "list|shw", "--limit", "5"], ["up", "--demo", "--nope"]]
     problems = [p for w in words for p in command_problems(main, w, " ".join(w))]
