@@ -109,7 +109,8 @@ def test_cli_cancel_stops_a_running_job_at_once(redis_client: Any, workers: Any)
     with pytest.raises(TaskRevokedError):
         handle.get(timeout=5)
     shown = jobq("show", handle.id)
-    assert "REVOKED" in shown.stdout and "cancelled" in shown.stdout, shown.stdout
+    assert "REVOKED" in shown.stdout, shown.stdout
+    assert "cancelled" in shown.stdout, shown.stdout
 
 
 def test_cancel_survives_a_redis_restart_with_aof(tmp_path: Path, workers: Any) -> None:
@@ -153,7 +154,8 @@ def test_cancelling_a_pipeline_stops_its_remaining_steps(
     redis_client: Any, workers: Any, local_site: Any
 ) -> None:
     handle = submit("fetch_and_analyze", url=local_site.url("/"))
-    assert len(handle.steps) == 2 and handle.steps[-1] == handle.id
+    assert len(handle.steps) == 2
+    assert handle.steps[-1] == handle.id
     # Only the I/O worker: the first step runs, the second waits in the cpu queue.
     workers("io", concurrency=2)
     wait_until(lambda: states(handle.steps[:1]) == ["SUCCESS"], timeout=30)
