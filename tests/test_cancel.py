@@ -97,6 +97,33 @@ def test_running_job_stops_within_one_renewal_interval(
     assert redis_client.hlen("jobq:dead") == 0, "the cancelled job was dead-lettered"
 
 
+@pytest.mark.parametrize(("pool", "job"), [("io", "io_wait"), ("cpu", "cpu_spin")])
+def test_prefetched_job_cancelled_never_starts(
+    redis_client: Any, workers: Any, pool: str, job: str
+) -> None:
+    env = {"JOBQ_LEASE_RENEW_INTERVAL": str(RENEW_S), "JOBQ_PREFETCH_MULTIPLIER": "2"}
+    worker = workers(pool, concurrency=1, env=env)
+    running = submit(job, ms=60_000)
+    wait_until(lambda: redis_client.hlen("unacked") == 1, timeout=30)
+    waiting = submit(job, ms=10)
+    # Prefetched: out of the queue, held by the worker behind the running job.
+    wait_until(
+        lambda: redis_client.hlen("unacked") == 2 and redis_client.llen(pool) == 0, timeout=30
+    )
+    store_cancels(redis_client, [waiting.id], who="test", expires=600)  # no broadcast
+    wait_until(
+        lambda: f"job {waiting.id} cancelled" in worker.log_path.read_text(),
+        timeout=RENEW_S + SLACK_S,
+        message="the worker did not learn the cancel of its prefetched job",
+    )
+    store_cancels(redis_client, [running.id], who="test", expires=600)  # frees the slot
+    wait_until(lambda: states([running.id, waiting.id]) == ["REVOKED"] * 2, timeout=30)
+    (record,) = read_records([waiting.id])
+    assert not record.get("started_at"), "the cancelled prefetched job started"
+    assert waiting.result.state == "REVOKED"
+    assert submit(job, ms=10).get(timeout=30)["ms"] == 10
+
+
 def test_cli_cancel_stops_a_running_job_at_once(redis_client: Any, workers: Any) -> None:
     # A renewal interval far longer than the deadline: only the broadcast can be this quick.
     workers("io", concurrency=2, env={"JOBQ_LEASE_RENEW_INTERVAL": "25"})
