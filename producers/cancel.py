@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # Items read per LRANGE/ZRANGE while scanning a queue (bounded replies on a long queue).
 SCAN_CHUNK = 1000
+# Ids per broadcast message, and how many ids are broadcast at most (see _broadcast).
+BROADCAST_CHUNK = 1000
+BROADCAST_MAX = 10_000
 
 
 def default_who() -> str:
@@ -110,13 +113,20 @@ def _store_revoked(ids: list[str], who: str) -> None:
 
 
 def _broadcast(ids: list[str], who: str) -> None:
-    """Tell the workers online now (Celery broadcast, no reply awaited); the rest read Redis."""
-    try:
-        get_app().control.broadcast(
-            "jobq_cancel", arguments={"ids": ids, "who": who, "when": time.time()}
-        )
-    except Exception:  # the stored cancel still holds: workers find it within one interval
-        log.debug("could not broadcast the cancel of %d jobs", len(ids), exc_info=True)
+    """Tell the workers online now (Celery broadcast, no reply awaited); the rest read Redis.
+
+    Only a speed-up for jobs a worker holds: in chunks of :data:`BROADCAST_CHUNK` ids, at most
+    :data:`BROADCAST_MAX` (a mass cancel of queued jobs needs none: the take drops them).
+    """
+    control = get_app().control
+    when = time.time()
+    for start in range(0, min(len(ids), BROADCAST_MAX), BROADCAST_CHUNK):
+        chunk = ids[start : start + BROADCAST_CHUNK]
+        try:
+            control.broadcast("jobq_cancel", arguments={"ids": chunk, "who": who, "when": when})
+        except Exception:  # the stored cancel still holds: workers find it within one interval
+            log.debug("could not broadcast the cancel of %d jobs", len(chunk), exc_info=True)
+            return
 
 
 def _envelopes(client: Any, queue: str) -> Iterator[tuple[dict[str, Any], str]]:

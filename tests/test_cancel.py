@@ -195,6 +195,23 @@ def test_cancelling_a_pipeline_stops_its_remaining_steps(
         handle.get(timeout=5)
 
 
+def test_cancelling_a_pipeline_during_its_first_step_runs_no_later_step(
+    redis_client: Any, workers: Any, local_site: Any
+) -> None:
+    workers("io", concurrency=2)
+    workers("cpu", concurrency=1)
+    handle = submit("fetch_and_analyze", url=local_site.url("/delay/60000"), timeout=90)
+    first, last = handle.steps
+    wait_until(lambda: redis_client.hlen("unacked") == 1, timeout=30)  # the fetch is running
+    assert set(handle.cancel()) == {first, last}
+    wait_until(lambda: states([first]) == ["REVOKED"], timeout=15)
+    with pytest.raises(TaskRevokedError):
+        handle.get(timeout=5)
+    # Nothing of the second step: no message, no record of a run.
+    assert redis_client.llen("cpu") == 0
+    assert states([last]) == [None]
+
+
 @pytest.mark.integration
 def test_cli_refuses_bad_input_with_one_line_and_exit_2(redis_client: Any) -> None:
     for args in (
