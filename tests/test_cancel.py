@@ -236,3 +236,31 @@ def test_cli_cancels_every_queued_job_of_one_kind(redis_client: Any) -> None:
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)["cancelled"]) == {handle.id for handle in waiting}
     assert not redis_client.exists(f"jobq:cancel:{other.id}")
+
+
+@pytest.mark.integration
+def test_take_script_drops_at_most_1000_cancelled_messages_per_call(redis_client: Any) -> None:
+    from workers import keys
+    from workers.broker.take import TAKE
+
+    def envelope(job_id: str) -> str:
+        info = {"exchange": "", "routing_key": "q"}
+        props = {"delivery_tag": f"tag-{job_id}", "delivery_info": info}
+        return json.dumps({"headers": {"id": job_id, "task": "io_wait"}, "properties": props})
+
+    cancelled = [f"c{i}" for i in range(1005)]
+    # The queue pops from the right: 1005 cancelled messages first, then one to run.
+    redis_client.lpush("q", *[envelope(job_id) for job_id in [*cancelled, "keep"]])
+    store_cancels(redis_client, cancelled, who="test", expires=600)
+    args = ["", 1, "1", keys.CANCEL_PREFIX, keys.RECORD_PREFIX, 600]
+
+    def take() -> list[Any]:
+        return TAKE(redis_client, keys=["unacked_index", "unacked", "q"], args=args)
+
+    assert take() == []  # 1000 dropped, then it stops: the rest waits for the next take
+    assert redis_client.llen("q") == 6
+    reply = take()
+    assert json.loads(reply[1])["headers"]["id"] == "keep"  # 5 more dropped, then one taken
+    assert redis_client.llen("q") == 0
+    assert redis_client.hget(keys.RECORD_PREFIX + "c1004", "state") == "REVOKED"
+    assert redis_client.hlen("unacked") == 1

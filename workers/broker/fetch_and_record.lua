@@ -6,7 +6,8 @@
 -- never acknowledge), then (optional) the cancel key prefix, the job record prefix, the record's
 -- expiry in seconds: a message whose job has a cancel key is popped and not returned, its record
 -- written as REVOKED with who cancelled it and when (workers/stores/cancels.py); at most 1000
--- such drops per call, so a queue of cancelled jobs cannot hold Redis for long.
+-- such drops per call (then it returns what it has), so a queue of cancelled jobs cannot hold
+-- Redis for long.
 -- Returns a flat list: key number (1-based, among the queue keys), item, tag ('' = unrecorded).
 -- The unacked record is kombu's: JSON [envelope, exchange, routing_key], built by
 -- concatenation so the envelope is stored byte for byte as it was queued.
@@ -20,7 +21,7 @@ local drops = 1000
 -- The job's cancel, if any: the message is dropped and its record says it was cancelled.
 local function dropped(msg, info)
   local headers = msg.headers
-  if cancels == '' or drops <= 0 or type(headers) ~= 'table' then
+  if cancels == '' or type(headers) ~= 'table' then
     return false
   end
   local id = headers.id
@@ -46,7 +47,8 @@ local function dropped(msg, info)
 end
 
 local k = 3
-while want > 0 and k <= #KEYS do
+-- Past the drop budget, stop: the next take goes on (a cancelled job must not be taken).
+while want > 0 and k <= #KEYS and drops > 0 do
   -- Read, record, then pop: on a full Redis the first write, ZADD, is refused before anything
   -- was popped (RPOP is allowed there and would have been first).
   local item = redis.call('LINDEX', KEYS[k], -1)
