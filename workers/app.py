@@ -31,6 +31,7 @@ from kombu import Queue
 from workers.broker import compat
 from workers.catalog import job_modules, load_jobs_or_exit
 from workers.features import (
+    cancellation,
     connection_loss,
     dead_letters,
     delivery_limit,
@@ -58,6 +59,7 @@ Install = Callable[[Celery, Settings], None]
 ALWAYS: tuple[Install, ...] = (
     compat.install,  # refuse to start on Celery/kombu versions lacking what jobq uses
     leases.install,  # renew held leases; restore expired ones (a dead worker's jobs)
+    cancellation.install,  # cancelled jobs never start; running ones stop (`jobq cancel`)
     connection_loss.install,  # running jobs outlive a lost Redis connection
     delivery_limit.install,  # a job that keeps killing its process is refused
     dead_letters.install,  # every terminal failure is kept, classified
