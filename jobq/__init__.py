@@ -33,12 +33,14 @@ from producers import (
     submit_many,
     validate,
 )
+from workers.progress import InvalidProgress, progress
 from workers.registry import cpu_job, io_job, pipeline
 from workers.registry.rates import by_host
 
 __all__ = [
     "IdempotencyConflict",
     "InvalidArguments",
+    "InvalidProgress",
     "JobHandle",
     "QueueFull",
     "RedisFull",
@@ -48,6 +50,7 @@ __all__ = [
     "cpu_job",
     "io_job",
     "pipeline",
+    "progress",
     "submit",
     "submit_many",
     "validate",
