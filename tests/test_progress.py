@@ -1,4 +1,4 @@
-"""Progress: a job's ``progress()`` calls reach Redis a few times a second, and every reader sees them.
+"""Progress: a job's ``progress()`` calls reach Redis a few times a second; every reader sees them.
 
 Real workers of both pools run ``count_to``/``cpu_count_to`` (10 000 ``progress`` calls over a
 couple of seconds); MONITOR on the test's own redis-server counts the writes to the job's
@@ -96,7 +96,7 @@ def test_progress_outside_a_job_writes_nothing_and_says_so():
 
 @contextmanager
 def monitored_sets(redis_server: Any, key: str) -> Iterator[list[float]]:
-    """Server times of every ``SET key`` Redis executes meanwhile (MONITOR on its own connection)."""
+    """Server times of every ``SET key`` Redis runs meanwhile (MONITOR on its own connection)."""
     times: list[float] = []
     stop = threading.Event()
     started = threading.Event()
@@ -133,17 +133,19 @@ def test_ten_thousand_progress_calls_make_a_few_writes_a_second_on_both_pools(
             timeout=30,
             message="no progress while the job ran",
         )
-        assert seen.total == STEPS and seen.note == "items"
+        assert (seen.total, seen.note) == (STEPS, "items")
         running = AsyncResult(handle.id, app=get_app())
         meta = wait_until(lambda: running.state == "PROGRESS" and running.info, timeout=10)
-        assert meta["total"] == STEPS and 0 < meta["done"] <= STEPS
+        assert meta["total"] == STEPS
+        assert 0 < meta["done"] <= STEPS
         assert handle.get(timeout=60)["n"] == STEPS
     # The last value reported is the one stored, and the final result replaced PROGRESS.
     final = handle.progress()
-    assert final is not None and (final.done, final.total, final.note) == (STEPS, STEPS, "items")
+    assert final is not None
+    assert (final.done, final.total, final.note) == (STEPS, STEPS, "items")
     assert handle.state == "SUCCESS"
     # 10 000 calls, a few writes a second: the first, one per interval, and the one held back.
-    assert 2 <= len(writes)
+    assert len(writes) >= 2
     span = writes[-1] - writes[0]
     assert len(writes) <= span / WRITE_INTERVAL_S + 2, (len(writes), span)
     assert len(writes) < 100
@@ -172,7 +174,8 @@ def test_jobq_show_and_top_print_the_progress_of_a_running_job(shared_workers):
     assert result.exit_code == 0, result.output
     assert re.search(r"state\s+PROGRESS", result.output), result.output
     line = re.search(r"progress\s+(.*)", result.output)
-    assert line and re.match(r"[━╸]", line.group(1)), result.output  # the bar, then the numbers
+    assert line, result.output
+    assert re.match(r"[━╸]", line.group(1)), result.output  # the bar, then the numbers
     done = int(re.search(r"(\d+)/100 \(\d+%\) pages fetched", line.group(1)).group(1))
     assert 2 <= done < 100
     assert not re.search(r"result\s+\{", result.output)  # the PROGRESS meta is no result
@@ -185,5 +188,6 @@ def test_jobq_show_and_top_print_the_progress_of_a_running_job(shared_workers):
     frame = console.export_text()
     assert "progress" in frame
     row = next(line for line in frame.splitlines() if handle.id[:8] in line)
-    assert "count_to" in row and worker.node_name in row, frame
+    assert "count_to" in row, frame
+    assert worker.node_name in row, frame
     assert re.search(r"\d+/100 \(\d+%\) pages fetched", row), frame
