@@ -36,12 +36,14 @@ from producers import (
 from workers.progress import InvalidProgress, progress
 from workers.registry import cpu_job, io_job, pipeline
 from workers.registry.rates import by_host
+from workers.stores.progress import Progress
 
 __all__ = [
     "IdempotencyConflict",
     "InvalidArguments",
     "InvalidProgress",
     "JobHandle",
+    "Progress",
     "QueueFull",
     "RedisFull",
     "UnknownJob",
