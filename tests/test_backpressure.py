@@ -154,12 +154,30 @@ def test_producers_racing_for_the_last_room_never_overshoot(redis_client):
     assert sum(1 for _, refused in outcomes if refused) >= 3  # the gate closed on the others
 
 
+def fill_redis_leaving(client, *, room: int) -> None:
+    """Append to a filler key until only ``room`` bytes are left below ``maxmemory``.
+
+    In 64 KB pieces: one big SET would need its whole value in the query buffer, which counts
+    against maxmemory itself.
+    """
+    while True:
+        memory = client.info("memory")
+        left = memory["maxmemory"] - memory["used_memory"]
+        if left <= room:
+            return
+        client.append("filler", b"\0" * min(65_536, left - room))
+
+
 @pytest.mark.integration
 def test_a_full_redis_is_a_clear_producer_error(tmp_path: Path):
     server = start_redis(data_dir=tmp_path / "tiny", maxmemory="3mb")
     try:
+        # Most of the 3 MB taken by a filler key, so a few hundred jobs fill the rest rather
+        # than thousands (each ~2.2 KB; the CLI sends batches of 500): the first batch fits,
+        # the second finds Redis full.
+        fill_redis_leaving(server.client(), room=1_600_000)
         env = {**os.environ, "REDIS_URL": server.url}
-        lines = "".join(json.dumps({"ms": 1, "probe_name": "x" * 200}) + "\n" for _ in range(8000))
+        lines = "".join(json.dumps({"ms": 1, "probe_name": "x" * 200}) + "\n" for _ in range(2000))
         cli = subprocess.run(
             jobq_argv("submit", "io_wait", "--file", "-"),
             input=lines, capture_output=True, text=True, timeout=120, env=env,
