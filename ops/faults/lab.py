@@ -132,6 +132,19 @@ class Lab:
             self.wait_ready(worker)
         return worker
 
+    def workers_together(self, *specs: dict[str, Any]) -> list[WorkerProcess]:
+        """Start one worker per ``specs`` entry (``worker``'s arguments) side by side; wait for all.
+
+        A worker's start-up (mostly imports) takes seconds; started one after another they add
+        up, started together they overlap::
+
+            io, cpu = lab.workers_together({"pool": "io"}, {"pool": "cpu", "concurrency": 2})
+        """
+        started = [self.worker(**{**spec, "ready": False}) for spec in specs]
+        for worker in started:
+            self.wait_ready(worker)
+        return started
+
     def wait_ready(self, worker: WorkerProcess, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
