@@ -36,7 +36,21 @@ def marks(monkeypatch):
     get_settings.cache_clear()
 
 
-JOBS = 3000
+@pytest.fixture
+def small_marks(monkeypatch):
+    """The producer in this process uses an io high-water mark of 300, low-water 150."""
+    monkeypatch.setenv("JOBQ_IO_HIGH_WATER", str(SMALL_HIGH))
+    monkeypatch.setenv("JOBQ_IO_LOW_WATER", str(SMALL_HIGH // 2))
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+# Three marks' worth of jobs: the gate closes, then reopens below the low-water mark, again and
+# again; a third of ``marks`` and of its 3000 jobs shows the same in a third of the time.
+SMALL_HIGH = 300
+JOBS = 3 * SMALL_HIGH
 
 
 def io_depth() -> int:
@@ -69,7 +83,7 @@ def test_fail_fast_enqueues_at_most_the_mark_and_reports_the_rest(workers, marks
     resume("io")
 
 
-def test_wait_blocks_then_resumes_below_the_low_water_mark_losing_nothing(workers, marks):
+def test_wait_blocks_then_resumes_below_the_low_water_mark_losing_nothing(workers, small_marks):
     # Job lengths spread over 0-99 ms: finishing all at once, 100 greenlets ack at once and
     # overflow kombu's 10-connection broker pool (MaxConnectionsError, a duplicate run after the
     # lease), a worker problem outside the gate that this test must not trip over.
@@ -92,7 +106,7 @@ def test_wait_blocks_then_resumes_below_the_low_water_mark_losing_nothing(worker
     gate = AdmissionGate.for_queue("io")
     wait_until(gate.is_closed, timeout=30, message="the gate never closed")
     depth_while_blocked = io_depth()
-    assert depth_while_blocked <= 1000
+    assert depth_while_blocked <= SMALL_HIGH
     assert producer.is_alive(), "the producer should be waiting for the queue to drain"
 
     resume("io")
@@ -104,7 +118,7 @@ def test_wait_blocks_then_resumes_below_the_low_water_mark_losing_nothing(worker
     handles = outcome["handles"]
     ids = [h.id for h in handles]
     assert len(ids) == len(set(ids)) == JOBS
-    assert peak <= 1000
+    assert peak <= SMALL_HIGH
 
     def all_done() -> bool:
         return len(read_probe(probe)["visits"]) >= JOBS
@@ -154,12 +168,30 @@ def test_producers_racing_for_the_last_room_never_overshoot(redis_client):
     assert sum(1 for _, refused in outcomes if refused) >= 3  # the gate closed on the others
 
 
+def fill_redis_leaving(client, *, room: int) -> None:
+    """Append to a filler key until only ``room`` bytes are left below ``maxmemory``.
+
+    In 64 KB pieces: one big SET would need its whole value in the query buffer, which counts
+    against maxmemory itself.
+    """
+    while True:
+        memory = client.info("memory")
+        left = memory["maxmemory"] - memory["used_memory"]
+        if left <= room:
+            return
+        client.append("filler", b"\0" * min(65_536, left - room))
+
+
 @pytest.mark.integration
 def test_a_full_redis_is_a_clear_producer_error(tmp_path: Path):
     server = start_redis(data_dir=tmp_path / "tiny", maxmemory="3mb")
     try:
+        # Most of the 3 MB taken by a filler key, so a few hundred jobs fill the rest rather
+        # than thousands (each ~2.2 KB; the CLI sends batches of 500): the first batch fits,
+        # the second finds Redis full.
+        fill_redis_leaving(server.client(), room=1_600_000)
         env = {**os.environ, "REDIS_URL": server.url}
-        lines = "".join(json.dumps({"ms": 1, "probe_name": "x" * 200}) + "\n" for _ in range(8000))
+        lines = "".join(json.dumps({"ms": 1, "probe_name": "x" * 200}) + "\n" for _ in range(2000))
         cli = subprocess.run(
             jobq_argv("submit", "io_wait", "--file", "-"),
             input=lines, capture_output=True, text=True, timeout=120, env=env,

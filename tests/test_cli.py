@@ -149,8 +149,11 @@ def test_bulk_of_an_unknown_job_exits_2(redis_client):
 
 
 def test_status_json_shows_queues_and_workers_per_pool(workers, redis_client):
-    io_worker = workers("io", concurrency=7)
-    cpu_worker = workers("cpu", concurrency=1)
+    # Started side by side (each start-up is seconds), then each waited for.
+    io_worker = workers("io", concurrency=7, ready=False)
+    cpu_worker = workers("cpu", concurrency=1, ready=False)
+    for worker in (io_worker, cpu_worker):
+        worker.wait_ready(timeout=60)
     probe = uuid.uuid4().hex
     # One long job that keeps the only CPU process busy, then three that must wait.
     # 20 s: still running while `jobq status` starts and asks, on a loaded machine too.

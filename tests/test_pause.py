@@ -39,8 +39,11 @@ def consuming(node: str) -> set[str]:
 
 def test_pause_stops_consumption_producers_keep_working_resume_restarts_it(workers):
     cli = CliRunner()
-    first = workers("io", concurrency=20)
-    cpu = workers("cpu", concurrency=1)
+    # Started side by side (each start-up is seconds), then each waited for.
+    first = workers("io", concurrency=20, ready=False)
+    cpu = workers("cpu", concurrency=1, ready=False)
+    for worker in (first, cpu):
+        worker.wait_ready(timeout=60)
     for handle in submit_many("io_wait", [{"ms": 1}] * 10):
         handle.get(timeout=30)
 
@@ -48,13 +51,15 @@ def test_pause_stops_consumption_producers_keep_working_resume_restarts_it(worke
     assert paused.exit_code == 0, paused.output
     assert "1 worker(s) stopped consuming" in paused.output
     assert is_paused("io")
+    # A worker started while paused (its start-up overlaps the checks below; waited for later).
+    late = workers("io", concurrency=20, ready=False)
     assert collect_status(timeout=2)["queues"]["io"]["paused"] is True
     assert "io" not in consuming(first.node_name)
     assert consuming(cpu.node_name) == {"cpu"}  # the other pool is untouched
 
     # Producers keep enqueueing; nothing is taken while paused, not even by a worker started now.
     waiting = submit_many("io_wait", [{"ms": 1}] * 50)
-    late = workers("io", concurrency=20)
+    late.wait_ready(timeout=60)
     assert "io" not in consuming(late.node_name)
     assert holds_for(lambda: depth("io") == 50 and unacked_count(get_redis()) == 0, 3.0)
     assert submit_many("cpu_spin", [{"ms": 1}])[0].get(timeout=30)["ms"] == 1

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ops.cli import main
-from ops.faults.lab import lab
+from ops.faults.lab import FAST_LEASE, lab
 from ops.faults.messages import envelope, task_body, task_headers
 from ops.faults.rates import busiest_second, paused_with_parked_jobs
 from ops.pausing import pause, resume
@@ -211,8 +211,12 @@ def test_jobs_parked_while_their_pool_is_paused_keep_to_the_limit_on_resume(work
 def test_jobs_parked_while_their_pool_has_no_worker_stay_parked(workers, redis_client):
     # The I/O worker that parked the jobs dies; a CPU worker stays up. It must not put I/O jobs
     # back on a queue nobody consumes, for the next I/O worker to run them all at once.
-    io_worker = workers("io", concurrency=50)
-    workers("cpu", concurrency=1)
+    # A short lease: the jobs the killed worker held unparked come back in seconds, not after
+    # the default 30 s; they are run under the limit like the parked ones.
+    io_worker = workers("io", concurrency=50, env=FAST_LEASE, ready=False)
+    cpu_worker = workers("cpu", concurrency=1, env=FAST_LEASE, ready=False)
+    for started in (io_worker, cpu_worker):
+        started.wait_ready(timeout=60)
     CliRunner().invoke(main, ["limits", "set", "io_wait", "10/s"])
     handles = submit_many("io_wait", [{"ms": 1}] * 40)
     wait_until(lambda: read_stats().get("io_wait", {}).get("parked", 0) >= 20, timeout=30)
@@ -222,7 +226,7 @@ def test_jobs_parked_while_their_pool_has_no_worker_stay_parked(workers, redis_c
     wait_until(lambda: not redis_client.keys(TURN_PREFIX + "*"), timeout=30)
     # … and the jobs are still parked, not piled up in a queue without a consumer.
     assert redis_client.zcard(DELAYED_PREFIX + "io") >= 20
-    workers("io", concurrency=50)
+    workers("io", concurrency=50, env=FAST_LEASE)
 
     records = wait_for_records([h.id for h in handles], timeout=90)
     finished = [r["finished_at"] for r in records]

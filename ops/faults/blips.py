@@ -38,9 +38,11 @@ def redis_restarts_while_running(
     tag = _tag()
     env = {"JOBQ_MAX_RETRIES_ON_WORKER_LOST": str(DELIVERY_LIMIT)}
     # Each worker has free slots, so its consumer is waiting on Redis (BRPOP) when it goes away.
-    lab.worker("io", concurrency=8, env=env, name="io")
-    lab.worker("io", concurrency=8, env=env, name="io-peer")
-    lab.worker("cpu", concurrency=3, env=env, name="cpu")
+    lab.workers_together(
+        {"pool": "io", "concurrency": 8, "env": env, "name": "io"},
+        {"pool": "io", "concurrency": 8, "env": env, "name": "io-peer"},
+        {"pool": "cpu", "concurrency": 3, "env": env, "name": "cpu"},
+    )
     ms = int(job_s * 1000)
     ids = lab.submit_many(JOB["io"], [{"tag": tag, "ms": ms}] * 4)
     ids += lab.submit_many(JOB["cpu"], [{"tag": tag, "ms": ms}] * 2)

@@ -40,7 +40,9 @@ def poison_header_in_batch(lab: Lab, n: int = 50, lease_s: float = 6.0) -> Fault
     # Queued before the workers start, so both fetch full batches from the first moment.
     client = lab.client()
     client.lpush("io", *messages)
-    workers = [lab.worker("io", concurrency=25, name=f"peer{i}") for i in range(2)]
+    workers = lab.workers_together(
+        *({"pool": "io", "concurrency": 25, "name": f"peer{i}"} for i in range(2))
+    )
     started = time.monotonic()
     lab.wait_for_effects(tag, ids, timeout=60)
     # Everything acknowledged or refused means nothing can come back. Without the fix it never

@@ -52,8 +52,9 @@ def _set_paused(lab: Lab, paused: bool) -> None:
 
 def paused_with_parked_jobs(lab: Lab) -> FaultResult:
     """Pause both pools while rate-limited jobs are parked; resume after their turns passed."""
-    for pool in RATES:
-        lab.worker(pool, concurrency=20 if pool == "io" else 1)
+    lab.workers_together(
+        *({"pool": pool, "concurrency": 20 if pool == "io" else 1} for pool in RATES)
+    )
     client = lab.client()
     tag = _tag()
     ids: dict[str, list[str]] = {}

@@ -40,7 +40,9 @@ def _job_envelopes(job: str, queue: str, tag: str, n: int) -> tuple[list[str], l
 def redis_full(lab: Lab, n: int = 50, full_for: float = 4.0) -> FaultResult:
     """``n`` jobs per pool arrive as Redis goes over ``maxmemory``, freed ``full_for`` s later."""
     tag = _tag()
-    running = [lab.worker("io", concurrency=4, name="full-io"), lab.worker("cpu", concurrency=2)]
+    running = lab.workers_together(
+        {"pool": "io", "concurrency": 4, "name": "full-io"}, {"pool": "cpu", "concurrency": 2}
+    )
     client = lab.client()
     client.config_set("maxmemory-policy", "noeviction")
     # The memory a busy Redis holds, freed later; made by Redis itself (SETRANGE zero-pads), so no

@@ -143,8 +143,10 @@ def long_jobs_on_live_workers(
     tag = _tag()
     env = {} if renew else {"JOBQ_LEASE_RENEW_INTERVAL": "100000"}  # negative control
     concurrency = n if pool == "io" else 1
-    lab.worker(pool, concurrency=concurrency, env=env, name="busy")
-    lab.worker(pool, concurrency=concurrency, env=env, name="idle")
+    lab.workers_together(
+        {"pool": pool, "concurrency": concurrency, "env": env, "name": "busy"},
+        {"pool": pool, "concurrency": concurrency, "env": env, "name": "idle"},
+    )
     ids = lab.submit_many(JOB[pool], [{"tag": tag, "ms": int(lease_s * 4000)}] * n)
     tally = lab.wait_for_effects(tag, ids, timeout=lease_s * 4 * n + 60)
     label = "renewal on" if renew else "renewal OFF (negative control)"

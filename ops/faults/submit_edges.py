@@ -46,8 +46,7 @@ def _submit(lab: Lab, job: str, tag: str, *extra: str, url: str | None = None) -
 
 def lost_reply_submit(lab: Lab, per_pool: int = 3) -> FaultResult:
     """Each submit's enqueue applied, its reply lost; repeated with the same key."""
-    lab.worker("io", concurrency=4)
-    lab.worker("cpu", concurrency=2)
+    lab.workers_together({"pool": "io", "concurrency": 4}, {"pool": "cpu", "concurrency": 2})
     tag, control_tag = _tag(), _tag()
     ids: list[str] = []
     repeat_s: list[float] = []  # how long the user's repeat takes to return the job's id
