@@ -207,6 +207,29 @@ def test_a_full_redis_is_a_clear_producer_error(tmp_path: Path):
         server.stop()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("fast_paths", ["true", "false"])
+def test_a_submit_into_an_already_full_redis_is_refused_not_left_waiting(
+    tmp_path: Path, fast_paths: str
+):
+    # The first publish of a process declares its queue's binding (an SADD, refused when Redis
+    # is full). Workers wait such a refusal out at start-up; a producer must report it. Before,
+    # the stock path's `jobq submit` waited for memory forever.
+    server = start_redis(data_dir=tmp_path / "full", maxmemory="3mb")
+    try:
+        fill_redis_leaving(server.client(), room=0)
+        env = {**os.environ, "REDIS_URL": server.url, "JOBQ_FAST_PATHS": fast_paths}
+        cli = subprocess.run(
+            jobq_argv("submit", "io_wait", "ms=1"),
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert cli.returncode == 3, cli.stderr[-2000:]
+        assert "Redis is full" in cli.stderr
+        assert server.client().llen("io") == 0
+    finally:
+        server.stop()
+
+
 def test_a_full_redis_wrapped_by_kombu_is_a_refusal_not_an_outage():
     # Celery's send_task (the stock publish path) raises kombu's OperationalError from Redis's
     # OOM answer: that is Redis refusing, to report as "Redis is full", never to retry as if

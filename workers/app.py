@@ -29,6 +29,7 @@ from celery.signals import celeryd_init
 from kombu import Queue
 
 from workers.broker import compat
+from workers.broker.take import wait_out_refusals
 from workers.catalog import job_modules, load_jobs_or_exit
 from workers.features import (
     cancellation,
@@ -252,6 +253,7 @@ def create_app(settings: Settings | None = None, *, stock_transport: bool = Fals
     for install in ALWAYS + (FAST_PATHS if settings.fast_paths else ()):
         install(app, settings)
     celeryd_init.connect(_share_result_backend_in_workers, weak=False, dispatch_uid="jobq.app")
+    celeryd_init.connect(wait_out_refusals, weak=False, dispatch_uid="jobq.take.bindings")
     return app
 
 

@@ -61,6 +61,16 @@ TAKE = LuaScript(__package__, "fetch_and_record.lua")
 
 # Pause between attempts while Redis refuses writes, and how often the refusal is logged again.
 RETRY_S = 1.0
+# Whether a refused binding is waited out (workers, from start-up: see wait_out_refusals) or
+# raised (producers, so the caller hears "Redis is full").
+BINDINGS_WAIT = {"on": False}
+
+
+def wait_out_refusals(**_: Any) -> None:
+    """Make this process wait out refused binding writes: connected to ``celeryd_init``."""
+    BINDINGS_WAIT["on"] = True
+
+
 REPEAT_S = 30.0
 
 
@@ -172,18 +182,32 @@ class TakingChannel(redis_transport.Channel):
             self._no_ack_queues.discard(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)
 
-    def _queue_bind(self, *args: Any) -> None:
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         # A worker starting while Redis refuses writes cannot record its bindings (its own
-        # control queue's is new): it waits here, saying so, instead of stopping.
+        # control queue's is new): it waits here, saying so, instead of stopping. A binding
+        # already recorded needs no write; and a producer reports the refusal ("Redis is full")
+        # rather than wait for memory with its caller blocked.
         while True:
             try:
-                super()._queue_bind(*args)
+                super()._queue_bind(exchange, routing_key, pattern, queue)
             except ResponseError as exc:
+                if refusal(exc) is None:
+                    raise
+                if self._binding_recorded(exchange, routing_key, pattern, queue):
+                    return
+                if not BINDINGS_WAIT["on"]:
+                    raise
                 self._on_refusal(exc)
                 time.sleep(RETRY_S)
                 continue
             self._refused.accepted()
             return
+
+    def _binding_recorded(self, exchange: str, routing_key: str, pattern: str, queue: str) -> bool:
+        """True when Redis already holds this binding (kombu's member of its bindings set)."""
+        member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+        with self.conn_or_acquire() as client:
+            return bool(client.sismember(self.keyprefix_queue % (exchange,), member))
 
     def _size(self, queue: str) -> int:
         # kombu's, without MULTI around the LLENs: a full Redis 7 refuses every command queued
