@@ -52,6 +52,7 @@ from workers.stores.rate_limits import (
     seconds_until_next_due,
     take_due,
 )
+from workers.stores.scheduled import move_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,15 @@ def park(task: Task, turn: float, wait: float, queue: str) -> None:
 
 
 def move_due_jobs(app: Celery, queues: list[str]) -> int:
-    """Publish parked jobs whose turn has come back to their queue; return how many moved."""
+    """Put parked jobs whose turn has come, and delayed jobs now due, on their queue.
+
+    Returns how many moved.
+    """
     moved = 0
     for queue in queues:
+        # Delayed submits first (workers/stores/scheduled.py): one atomic script that moves at
+        # most the room below the mark, so it needs no lease and no room_in here.
+        moved += move_scheduled(queue)
         room = room_in(queue)
         if room <= 0:
             # Left parked (where they count in the queue's backlog already) until the queue
