@@ -49,7 +49,6 @@ def test_jobs_delayed_past_the_lease_run_once_on_time_while_workers_die(
     # The proof: delayed by 3x the lease, run once each, within a second of their time,
     # while workers are SIGKILLed and restarted meanwhile.
     env = dict(SCALED_LEASE)
-    first, second = workers("io", env=env), workers("io", env=env)
     base = redis_now(redis_client) + 3 * LEASE_S
     due = {}
     # One batch due together (submit_many with at=), and singles spread over two seconds.
@@ -61,19 +60,23 @@ def test_jobs_delayed_past_the_lease_run_once_on_time_while_workers_die(
     assert redis_client.zcard(SCHEDULED_PREFIX + "io") == 20
     assert redis_client.llen("io") == 0
 
-    # While they wait: nothing is delivered, so no worker holds them (no prefetch slot).
+    # Workers start, die and start again while the jobs wait (their start-up is in the delay).
+    first, second = workers("io", env=env, ready=False), workers("io", env=env, ready=False)
+    first.wait_ready(timeout=60)
+    second.wait_ready(timeout=60)
+    # While they wait nothing is delivered, so no worker holds them (no prefetch slot).
+    assert redis_client.hlen("unacked") == 0
     first.kill()
     third = workers("io", env=env)
     assert redis_client.hlen("unacked") == 0
     # The last worker alive at the due time started after every job was submitted, and the
     # two others were killed: nothing a killed worker held mattered.
     wait_until(lambda: redis_now(redis_client) > base - 1.0, timeout=3 * LEASE_S + 5)
-    assert redis_client.hlen("unacked") == 0
     second.kill()
     assert third.alive()
 
     wait_until(lambda: successes(redis_client, "io_wait") >= 20, timeout=3 * LEASE_S + 20)
-    workers("io", env=env)  # a restart after the jobs ran must not run any again
+    workers("io", env=env, ready=False)  # a restart after the jobs ran runs none again
     # Longer than a lease: a job delivered twice (as an ETA message would be) shows up here.
     deadline = time.monotonic() + LEASE_S + 1
     wait_until(lambda: time.monotonic() > deadline, timeout=LEASE_S + 5)
@@ -90,16 +93,17 @@ def test_a_delayed_job_holds_no_prefetch_slot_and_keeps_its_message(
 ) -> None:
     # One slot only: a delayed job held by the worker (as an ETA message is) would block it.
     workers("io", concurrency=1)
-    later = submit("io_wait", ms=1, delay=2 * LEASE_S, key="nightly-report")
-    again = submit("io_wait", ms=1, delay=2 * LEASE_S, key="nightly-report")
+    later = submit("io_wait", ms=1, delay=5, key="nightly-report")
+    again = submit("io_wait", ms=1, delay=5, key="nightly-report")
     assert again.id == later.id  # the idempotency key holds for delayed submits too
     now = submit("io_wait", ms=1)
     assert now.get(timeout=30)["ms"] == 1
+    # Acknowledged (on the stock path just after its result): the worker then holds nothing.
+    wait_until(lambda: redis_client.hlen("unacked") == 0, timeout=10)
     assert redis_client.zcard(SCHEDULED_PREFIX + "io") == 1
-    assert redis_client.hlen("unacked") == 0
     assert not record(redis_client, later.id)
     # When due it runs: the message the worker received is the one submitted (same id, args).
-    assert later.get(timeout=2 * LEASE_S + 30)["ms"] == 1
+    assert later.get(timeout=30)["ms"] == 1
     ran = record(redis_client, later.id)
     assert float(ran["started_at"]) > float(record(redis_client, now.id)["finished_at"])
     assert successes(redis_client, "io_wait") == 2
