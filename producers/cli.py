@@ -218,8 +218,9 @@ def _schedule_option(delay_text: str | None, at_text: str | None) -> Schedule | 
         return plan_schedule(delay, at)
     except InvalidSchedule as exc:
         message = str(exc).replace("delay or at", "--delay or --at")
-        fail_input(message)
-    return None  # not reached: fail_input exits
+        # soft_wrap: one line whatever the terminal's width (rich wraps at 80 when piped).
+        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 def _submit(
