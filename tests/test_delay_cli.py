@@ -95,7 +95,8 @@ def test_a_delayed_job_waits_in_redis_and_status_and_exporter_count_it(redis_cli
     submit("fetch_and_analyze", url="http://127.0.0.1:9/", delay=60)
     scheduled = redis_client.zrange(SCHEDULED_PREFIX + "io", 0, -1, withscores=True)
     assert len(scheduled) == 2
-    assert redis_client.llen("io") == 0 and redis_client.llen("cpu") == 0
+    assert redis_client.llen("io") == 0
+    assert redis_client.llen("cpu") == 0
     mine = next(score for member, score in scheduled if handle.id in member)
     assert before + 60 <= mine <= redis_now(redis_client) + 60  # from Redis's clock
     # The stored message is the one a worker receives: kombu's envelope of a Celery task.
