@@ -18,7 +18,8 @@ from ops.exporter import JobqCollector
 from ops.processes import jobq_argv
 from producers import submit, submit_many
 from producers.delay import InvalidSchedule, parse_at, parse_delay, plan_schedule
-from workers.keys import SCHEDULED_PREFIX
+from workers.keys import SCHEDULED_PREFIX, queue_lists
+from workers.stores.scheduled import MOVE
 
 
 def jobq(*args: str) -> subprocess.CompletedProcess[str]:
@@ -150,3 +151,29 @@ def test_cli_bad_values_exit_2_with_one_line(
     assert says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert redis_client.dbsize() == 0
+
+
+def test_due_jobs_move_earliest_first_and_only_into_the_room_below_the_mark(
+    redis_client: Any,
+) -> None:
+    # The mover's script (every worker runs it) against a real Redis, with a mark of 3.
+    def message(n: int, priority: int = 0) -> str:
+        return json.dumps({"headers": {"id": f"job-{n}"}, "properties": {"priority": priority}})
+
+    key = SCHEDULED_PREFIX + "io"
+    keys = [key, *queue_lists("io")]
+    now = redis_now(redis_client)
+    redis_client.zadd(key, {message(n): now - 10 + n for n in range(5)})
+    redis_client.zadd(key, {message(99): now + 3600})  # not due: stays whatever the room
+    redis_client.lpush("io", "already queued")
+    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [2, 3]
+    assert redis_client.lrange("io", 0, -1) == [message(1), message(0), "already queued"]
+    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [0, 3]  # full: they wait in Redis
+    redis_client.rpop("io")
+    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [1, 3]
+    assert MOVE(redis_client, keys=keys, args=[200, -1]) == [2, 5]  # no gate: all that are due
+    assert redis_client.zrange(key, 0, -1) == [message(99)]
+    # A message's priority picks its list, as kombu's Redis transport does.
+    redis_client.zadd(key, {message(7, priority=6): now - 1})
+    assert MOVE(redis_client, keys=keys, args=[200, -1]) == [1, 6]
+    assert redis_client.lrange(queue_lists("io")[2], 0, -1) == [message(7, priority=6)]

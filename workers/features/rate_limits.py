@@ -35,11 +35,9 @@ from workers.keys import (
     RATE_ATTRIBUTE,
     RATE_KEY_ATTRIBUTE,
     RATE_STATS_KEY,
-    queue_lists,
 )
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
-from workers.stores.admission import marks_for
 from workers.stores.client import get_redis
 from workers.stores.pause_flags import paused_queues
 from workers.stores.rate_limits import (
@@ -150,9 +148,10 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
     moved = 0
     for queue in queues:
         # Delayed submits first (workers/stores/scheduled.py): one atomic script that moves at
-        # most the room below the mark, so it needs no lease and no room_in here.
-        moved += move_scheduled(queue)
-        room = room_in(queue)
+        # most the room below the mark and says what room is left, in the one round trip that
+        # counted the room for parked jobs before.
+        moved_now, room = move_scheduled(queue, limit=MOVER_BATCH)
+        moved += moved_now
         if room <= 0:
             # Left parked (where they count in the queue's backlog already) until the queue
             # drains below its mark. The mover holds no worker slot, so waiting blocks nothing.
@@ -167,17 +166,6 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
             forget_parked(queue, member)
             moved += 1
     return moved
-
-
-def room_in(queue: str) -> int:
-    """How many jobs ``queue``'s lists take before its high-water mark (MOVER_BATCH: no gate)."""
-    marks = marks_for(queue)
-    if not marks.enabled:
-        return MOVER_BATCH
-    pipe = get_redis().pipeline(transaction=False)
-    for name in queue_lists(queue):
-        pipe.llen(name)
-    return marks.high - sum(pipe.execute())
 
 
 class _MoverThread(LoopThread):

@@ -2,17 +2,17 @@
 -- atomic step: a message is always in the set or in a list, so a mover killed at any point
 -- loses nothing and moves nothing twice (workers/stores/scheduled.py).
 -- KEYS: the scheduled zset, then the queue's priority lists for steps 0, 3, 6, 9.
--- ARGV: most to move (the room below the high-water mark, or a batch), high-water mark or -1.
--- Returns how many moved.
+-- ARGV: most to move (a batch), the high-water mark or -1 (no gate).
+-- Returns {how many moved, the lists' length after} (the mover's room for parked jobs).
 local limit = tonumber(ARGV[1])
 local high = tonumber(ARGV[2])
+local backlog = 0
+for i = 2, #KEYS do backlog = backlog + redis.call('LLEN', KEYS[i]) end
 if high >= 0 then
   -- The room is counted here, in the same step, so two movers cannot both fill it.
-  local backlog = 0
-  for i = 2, #KEYS do backlog = backlog + redis.call('LLEN', KEYS[i]) end
   limit = math.min(limit, high - backlog)
 end
-if limit <= 0 then return 0 end
+if limit <= 0 then return {0, backlog} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
@@ -31,4 +31,4 @@ for _, message in ipairs(due) do
   redis.call('LPUSH', list, message)
   redis.call('ZREM', KEYS[1], message)
 end
-return #due
+return {#due, backlog + #due}

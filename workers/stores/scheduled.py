@@ -15,7 +15,7 @@ in Redis, in due order, until it drains.
 
 Example::
 
-    moved = move_scheduled("io")            # due jobs of io now on its list
+    moved, room = move_scheduled("io")      # due jobs of io now on its list
     delayed_by_queue(get_redis(), ["io"])   # {"io": 12}
 """
 
@@ -35,12 +35,17 @@ MOVE_BATCH = 200
 MOVE = LuaScript(__package__, "move_scheduled.lua")
 
 
-def move_scheduled(queue: str, *, limit: int = MOVE_BATCH, client: Any = None) -> int:
-    """Put ``queue``'s due delayed jobs on its lists, within the room below its mark."""
+def move_scheduled(queue: str, *, limit: int = MOVE_BATCH, client: Any = None) -> tuple[int, int]:
+    """Put ``queue``'s due delayed jobs on its lists, within the room below its mark.
+
+    Returns (how many moved, the room left below the mark, or ``limit`` without a gate): the
+    mover's next use of the room (rate-limited jobs) needs no second round trip to count it.
+    """
     marks = marks_for(queue)
     high = marks.high if marks.enabled else -1
     keys = [SCHEDULED_PREFIX + queue, *queue_lists(queue)]
-    return int(MOVE(client or get_redis(), keys=keys, args=[limit, high]))
+    moved, backlog = MOVE(client or get_redis(), keys=keys, args=[limit, high])
+    return int(moved), (high - int(backlog) if marks.enabled else limit)
 
 
 def delayed_by_queue(client: Any, queues: Sequence[str]) -> dict[str, int]:
