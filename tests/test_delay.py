@@ -3,7 +3,7 @@
 A delayed submit stores the job's message in ``jobq:scheduled:<queue>``; every worker's mover
 puts it on its queue when due (docs/delay.md). Celery's countdown/ETA on Redis would instead
 hand the message to a worker at once, which keeps it in memory holding a prefetch slot and,
-past the lease, gets it delivered again (kombu issue 337).
+past the lease, gets it delivered again (https://github.com/celery/kombu/issues/337).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ messages on their queue in one atomic Lua step.
 
 Why not Celery's ``countdown``/``eta``: on Redis an ETA message is delivered at once and kept in
 the worker's memory until its time; it holds a prefetch slot, and past the visibility timeout
-it is delivered again and runs twice (kombu issue 337). Here the job is in Redis until it is
-due, so no worker holds it, and a worker killed meanwhile loses nothing.
+it is delivered again and runs twice (https://github.com/celery/kombu/issues/337). Here the
+job is in Redis until it is due, so no worker holds it, and a worker killed meanwhile loses nothing.
 
 A relative delay is added to Redis's clock (the script reads ``TIME``), as the mover compares
 with Redis's clock too: a producer's clock does not matter. An absolute time is taken as given.
