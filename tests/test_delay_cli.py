@@ -132,6 +132,14 @@ def test_cli_delay_and_at(redis_client: Any) -> None:
     assert past.exit_code == 0, past.stderr
     ((_, score),) = redis_client.zrange(SCHEDULED_PREFIX + "cpu", 0, -1, withscores=True)
     assert score == parse_at("2020-01-01T00:00:00Z").timestamp()
+    # A file of jobs, all delayed alike.
+    lines = '{"ms": 1}\n{"ms": 2}\n'
+    bulk = CliRunner().invoke(
+        main, ["submit", "io_wait", "--file", "-", "--delay", "1h"], input=lines
+    )
+    assert bulk.exit_code == 0, bulk.stderr
+    assert redis_client.zcard(SCHEDULED_PREFIX + "io") == 3
+    assert redis_client.llen("io") == 0
 
 
 @pytest.mark.parametrize(
