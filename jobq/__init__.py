@@ -28,22 +28,28 @@ from producers import (
     QueueFull,
     RedisFull,
     UnknownJob,
+    cancel,
     correlation,
     submit,
     submit_many,
     validate,
 )
 from workers.registry import cpu_job, io_job, pipeline
+from workers.registry.errors import DuplicateJob, JobLoadError, JobModuleError
 from workers.registry.rates import by_host
 
 __all__ = [
+    "DuplicateJob",
     "IdempotencyConflict",
     "InvalidArguments",
     "JobHandle",
+    "JobLoadError",
+    "JobModuleError",
     "QueueFull",
     "RedisFull",
     "UnknownJob",
     "by_host",
+    "cancel",
     "correlation",
     "cpu_job",
     "io_job",

@@ -22,6 +22,7 @@ from ops.sampler import sample_command
 from ops.show import show_command
 from ops.top import top_command
 from ops.up import up_command
+from producers.cancel_cli import cancel_command
 from producers.cli import jobs_command, status_command, submit_command
 from workers.cli import worker_command
 
@@ -42,6 +43,7 @@ main.add_command(exporter_command, "exporter")
 main.add_command(sample_command, "sample")
 main.add_command(report_command, "report")
 main.add_command(show_command, "show")
+main.add_command(cancel_command, "cancel")
 main.add_command(up_command, "up")
 main.add_command(demo_site_command, "demo-site")
 main.add_command(limits_command, "limits")

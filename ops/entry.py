@@ -1,12 +1,16 @@
-"""The ``jobq`` console script: the command group, behind a clear error for bad settings.
+"""The ``jobq`` console script: the command group, behind a clear error for bad configuration.
 
 Settings are read from the environment on first use, while a command runs; a bad value
-(``JOBQ_IO_CONCURRENCY=lots``) would otherwise end in a pydantic traceback.
+(``JOBQ_IO_CONCURRENCY=lots``) would otherwise end in a pydantic traceback. Job modules are
+loaded on first use too (``JOBQ_JOBS``): one that fails to import, or a job name declared twice,
+would otherwise end in an import traceback.
 
 Example::
 
     $ JOBQ_IO_CONCURRENCY=lots jobq status
     error: bad setting JOBQ_IO_CONCURRENCY: Input should be a valid integer …
+    $ JOBQ_JOBS=myapp.jobs jobq jobs
+    error: cannot load job module 'myapp.jobs': ModuleNotFoundError: No module named 'myapp'
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import sys
 
 from pydantic import ValidationError
 
+from workers.registry.errors import JobLoadError
+
 EXIT_BAD_SETTINGS = 2
 
 
 def run() -> None:
-    """Run the ``jobq`` command group; exit 2 with one line per bad setting."""
+    """Run the ``jobq`` command group; exit 2 with one line per bad setting or job module."""
     from ops.cli import main
 
     try:
@@ -30,4 +36,7 @@ def run() -> None:
             name = "" if not where else (where if where == "REDIS_URL" else f"JOBQ_{where}")
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"error: bad setting{' ' + name if name else ''}: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
+    except JobLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)

@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.app import get_app
+from workers.stores.cancels import read_cancel
+from workers.stores.client import get_redis
 from workers.stores.dead_letters import DeadLetterNotFound, get_dead
 from workers.stores.job_records import read_records
 
@@ -49,6 +51,9 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     if state == "PENDING" and record.get("state"):
         # Fire and forget (ignore_result): no result, but the job record says how it ended.
         state = record["state"]
+    cancel = _cancel_of(job_id, record)
+    if cancel and state == "PENDING" and not record.get("state"):
+        state = "PENDING (cancelled: a worker drops it when it would take it)"
     if (
         not record.get("name") and state == "PENDING" and not _is_dead(job_id)
     ):  # no record (read_records gives {} fields)
@@ -86,12 +91,23 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
         "run_s": record.get("run_s"),
         "correlation_id": record.get("correlation_id") or None,
         "root_id": record.get("root_id") or None,
+        # Cancelled (`jobq cancel`): who and when (docs/cancel.md).
+        "cancelled": cancel,
         "result": value,
         "error": error,
         "traceback": meta.get("traceback"),
         "parent": _neighbour(parent_id, neighbour_records[parent_id]) if parent_id else None,
         "children": [_neighbour(cid, neighbour_records[cid]) for cid in children_ids],
     }
+
+
+def _cancel_of(job_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Who cancelled the job and when: from its record, else from the stored cancel."""
+    if record.get("cancelled_by"):
+        at = record.get("cancelled_at")
+        return {"by": record["cancelled_by"], "at": float(at) if at else None}
+    stored = read_cancel(get_redis(), job_id)
+    return {"by": stored.get("who"), "at": stored.get("when")} if stored else None
 
 
 def _is_dead(job_id: str) -> bool:
@@ -140,6 +156,9 @@ def render_job(job: dict[str, Any]) -> Table:
         rows.append(
             ("children" if index == 0 else "", f"{child['name']} {child['id']} {child['state']}")
         )
+    if job.get("cancelled"):
+        by, at = job["cancelled"]["by"], job["cancelled"]["at"]
+        rows.append(("cancelled", f"by {by} at {_when(at)}"))
     if job["dead_letter"]:
         rows.append(("dead letter", f"{job['dead_letter']['reason']} (jobq dead show {job['id']})"))
     if job["error"]:

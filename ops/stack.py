@@ -269,6 +269,8 @@ class Stack:
     def write_env_file(self) -> Path:
         """Write ``<data-dir>/env`` (owner-only) for ``source .jobq/env`` in another terminal."""
         lines = [f"export REDIS_URL={shlex.quote(self.redis_url)}"]
+        if os.environ.get("JOBQ_JOBS"):  # `jobq up --jobs`: producers load the workers' jobs
+            lines.append(f"export JOBQ_JOBS={shlex.quote(os.environ['JOBQ_JOBS'])}")
         if self.flower_url:
             lines += [
                 f"export FLOWER_BASIC_AUTH={shlex.quote(self.flower_auth)}",

@@ -11,6 +11,7 @@ Example::
     $ jobq up --demo                       # Ctrl-C to stop
     $ jobq up --scale io=2,cpu=3 --no-flower
     $ jobq up --demo --exit-after-demo --demo-jobs 100   # CI: exits 1 if a demo job failed
+    $ jobq up --jobs myapp.jobs            # your job modules too (JOBQ_JOBS)
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from ops.report import write_report
 from ops.sampler import Sampler
 from ops.stack import DEFAULT_SCALE, Stack, StackConfig, StackError, parse_scale
 from producers.status import collect_workers
+from workers.catalog import load_jobs
+from workers.jobs_option import jobs_option
 from workers.pools import POOLS
 from workers.settings import redact_url
 
@@ -233,6 +236,7 @@ def keep_running(stack: Stack, interrupts: Interrupts) -> None:
 )
 @click.option("--flower-port", type=click.IntRange(1, 65535), default=5555, show_default=True)
 @click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+@jobs_option
 @click.option(
     "--redis-maxmemory",
     default="1gb",
@@ -254,6 +258,9 @@ def up_command(
         scale_by_pool = parse_scale(scale)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scale") from None
+    # Every job module loads here first: a bad one stops `jobq up` before anything is started
+    # (one line, exit 2: ops/entry.py), not each worker after Redis and Flower came up.
+    load_jobs()
     config = StackConfig(
         data_dir=data_dir,
         scale=scale_by_pool,

@@ -10,6 +10,7 @@ Example::
 """
 
 from producers.backpressure import QueueFull, RedisFull
+from producers.cancel import cancel
 from producers.handle import JobHandle
 from producers.idempotency import IdempotencyConflict
 from producers.submit import submit, submit_many, validate
@@ -24,6 +25,7 @@ __all__ = [
     "QueueFull",
     "RedisFull",
     "UnknownJob",
+    "cancel",
     "correlation",
     "submit",
     "submit_many",

@@ -37,6 +37,7 @@ from producers.submit import check_fire_and_forget, stores_no_result, submit_gat
 from workers import correlation
 from workers.broker.schedule import Schedule, scheduled
 from workers.catalog import all_jobs, get_job
+from workers.jobs_option import jobs_option
 from workers.registry import UnknownJob
 from workers.registry.schema import InvalidArguments
 from workers.settings import get_settings
@@ -142,6 +143,7 @@ def use_correlation_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
 @click.command()
 @click.argument("job")
 @click.argument("assignments", nargs=-1)
+@jobs_option
 @click.option("--file", "file", type=click.File("r"), help="JSON Lines of arguments; - is stdin.")
 @click.option(
     "--correlation-id",
@@ -484,6 +486,7 @@ def status_command(as_json: bool, timeout: float) -> None:
 
 
 @click.command()
+@jobs_option
 def jobs_command() -> None:
     """List the jobs that can be submitted, with their pool and arguments."""
     table = Table("job", "pool", "arguments", "what it does")

@@ -26,6 +26,8 @@ class JobHandle:
     queue: str | None
     # Fire and forget: the worker stores no result, so there is nothing to wait for.
     ignore_result: bool = False
+    # A pipeline's step ids, first to last (the last is ``id``); empty for a plain job.
+    steps: tuple[str, ...] = ()
 
     @property
     def result(self) -> AsyncResult:
@@ -48,6 +50,15 @@ class JobHandle:
                 f"no result to wait for; its record says how it ended (jobq show {self.id})"
             )
         return self.result.get(timeout=timeout, propagate=propagate)
+
+    def cancel(self) -> list[str]:
+        """Cancel this job (a pipeline: every step); it never starts, or stops (docs/cancel.md).
+
+        Returns the ids cancelled. A job that already finished keeps its outcome.
+        """
+        from producers.cancel import cancel
+
+        return cancel([self])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for ``--json``)."""

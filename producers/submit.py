@@ -235,6 +235,15 @@ def submit_validated(
         return [_publish(app, spec, checked, producer, ignore) for checked in batch]
 
 
+def _step_ids(result: Any) -> tuple[str, ...]:
+    """A chain's step ids, first to last (Celery links each step's result to the one before)."""
+    ids = []
+    while result is not None:
+        ids.append(result.id)
+        result = result.parent
+    return tuple(reversed(ids))
+
+
 def _publish(
     app: Celery, spec: JobSpec, checked: dict[str, Any], producer: Any, ignore: bool | None
 ) -> JobHandle:
@@ -242,7 +251,7 @@ def _publish(
         assert spec.build is not None
         canvas = spec.canvas(app, checked)
         result = canvas.apply_async(producer=producer)
-        return JobHandle(id=result.id, name=spec.name, queue=None)
+        return JobHandle(id=result.id, name=spec.name, queue=None, steps=_step_ids(result))
     result = app.send_task(
         spec.name, kwargs=checked, queue=spec.queue, producer=producer, ignore_result=ignore
     )

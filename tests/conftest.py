@@ -50,6 +50,8 @@ PROCESS_FIXTURES = frozenset(
         "tls_redis",
         "fault_lab",
         "compose_workers",
+        # jobq's pytest plugin (jobq/testing.py); its other fixtures all depend on this one.
+        "jobq_redis",
     }
 )
 # Module-scoped fixtures that start processes: the tests using one run in the same xdist

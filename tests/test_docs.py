@@ -22,8 +22,9 @@ README_MAX_BYTES = 12_000
 FENCE = re.compile(r"^\s*(```|~~~)")
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-# "jobq" as a command: not part of a path such as .jobq/env, a key or a name like jobq_pause.
-JOBQ = re.compile(r"(?<![\w.:@=$-])jobq(?=[ \t]+\S)")
+# "jobq" as a command: not part of a path such as .jobq/env, a key or a name like jobq_pause,
+# nor the package in Python's "from jobq import submit".
+JOBQ = re.compile(r"(?<![\w.:@=$-])(?<!from )jobq(?=[ \t]+\S)")
 # Where a command written in a doc ends: a comment, a shell operator, or the end of a code span.
 COMMAND_END = re.compile(r"\s#|`|;|&&|\|\||\s\|\s|\)|,\s")
 
@@ -148,7 +149,10 @@ def test_every_jobq_command_the_docs_name_exists(doc: Path):
 
 
 def test_the_command_finder_sees_commands_and_flags():
-    text = "```sh\njobq dead list|shw --limit 5   # note\n```\nRun `jobq up --demo --nope`.\n"
+    text = (
+        "```sh\njobq dead list|shw --limit 5   # note\n```\nRun `jobq up --demo --nope`.\n"
+        "```python\nfrom jobq import submit\n```\n"
+    )
     words = list(jobq_commands(text))
     assert words == [["dead", "list|shw", "--limit", "5"], ["up", "--demo", "--nope"]]
     problems = [p for w in words for p in command_problems(main, w, " ".join(w))]

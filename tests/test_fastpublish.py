@@ -154,8 +154,11 @@ def test_task_sent_events_reach_celerys_event_receiver(redis_client):
 
 def test_gevent_workers_batched_task_events_reach_celerys_event_receiver(workers, redis_client):
     workers("io", concurrency=10)
+    # The worker's own broadcast (pidbox) subscription is a pattern too: wait for one more, or
+    # the jobs could be received before the test's receiver listens.
+    before = redis_client.pubsub_numpat()
     thread, seen = _capture_events({"task-received", "task-started", "task-succeeded"}, 15)
-    wait_until(lambda: redis_client.pubsub_numpat() > 0, timeout=10, message="receiver listens")
+    wait_until(lambda: redis_client.pubsub_numpat() > before, timeout=10, message="no receiver")
 
     ids = publish_many(app, "io_wait", "io", [{"ms": 1, "probe_name": None}] * 5)
 

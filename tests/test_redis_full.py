@@ -6,7 +6,6 @@ made full.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from ops.faults.lab import lab
 from ops.faults.redis_full import FILLER, FILLER_BYTES, redis_full
 from workers.keys import RECORD_PREFIX
+from workers.settings import get_settings
 
 from .waiting import wait_until
 
@@ -40,7 +40,7 @@ def test_jobs_finishing_while_redis_is_full_keep_their_records_and_are_not_acked
     # A job that ends while Redis refuses writes: its record (and result) cannot be written. It
     # must not be acknowledged without them; the writes wait for memory, or the lease brings the
     # job back. Before: each write was "skipped, its job is acked", the record lost for good.
-    if os.environ.get("JOBQ_FAST_PATHS", "").lower() in ("false", "0", "no", "off"):
+    if not get_settings().fast_paths:
         pytest.skip("the group commit (gevent result writes) is a fast path")
     with lab(tmp_path) as running:
         worker = running.worker("io", concurrency=10)

@@ -14,10 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("jobq", "workers", "producers", "ops")
-# jobq (the public API) and ops may import producers and workers; producers may import workers;
+# jobq (the public API, and its pytest plugin jobq.testing, which starts ops processes) and ops
+# may import producers and workers; producers may import workers;
 # workers imports neither. Nothing of jobq's own imports the public facade.
 ALLOWED = {
-    "jobq": {"jobq", "producers", "workers"},
+    "jobq": {"jobq", "ops", "producers", "workers"},
     "ops": {"ops", "producers", "workers"},
     "producers": {"producers", "workers"},
     "workers": {"workers"},

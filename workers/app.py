@@ -29,8 +29,9 @@ from celery.signals import celeryd_init
 from kombu import Queue
 
 from workers.broker import compat
-from workers.catalog import job_modules, load_jobs
+from workers.catalog import job_modules, load_jobs_or_exit
 from workers.features import (
+    cancellation,
     connection_loss,
     dead_letters,
     delivery_limit,
@@ -58,6 +59,7 @@ Install = Callable[[Celery, Settings], None]
 ALWAYS: tuple[Install, ...] = (
     compat.install,  # refuse to start on Celery/kombu versions lacking what jobq uses
     leases.install,  # renew held leases; restore expired ones (a dead worker's jobs)
+    cancellation.install,  # cancelled jobs never start; running ones stop (`jobq cancel`)
     connection_loss.install,  # running jobs outlive a lost Redis connection
     delivery_limit.install,  # a job that keeps killing its process is refused
     dead_letters.install,  # every terminal failure is kept, classified
@@ -171,7 +173,9 @@ def create_app(settings: Settings | None = None, *, stock_transport: bool = Fals
     that consume no jobs (Flower picks its broker client by the transport's URL scheme).
     """
     settings = settings or get_settings()
-    load_jobs(settings)  # the jobs declare themselves (shared_task) before the app finalizes
+    # The jobs declare themselves (shared_task) before the app finalizes. A job module that
+    # fails to import, or a name declared twice, raises; the celery command exits 2 saying so.
+    load_jobs_or_exit(settings)
     app = JobqApp("jobq", include=job_modules(settings))
     app.conf.update(
         **redis_conf(settings.redis_url, fast_paths=settings.fast_paths),

@@ -9,6 +9,7 @@ Example::
 
     $ jobq worker io --concurrency 300
     $ jobq worker cpu --name cpu-2@%h
+    $ jobq worker io --jobs myapp.jobs,billing.jobs
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shlex
 
 import click
 
+from workers.jobs_option import jobs_option
 from workers.pools import POOLS, worker_argv
 from workers.settings import get_settings
 
@@ -32,6 +34,7 @@ from workers.settings import get_settings
     type=click.Choice(["text", "json"]),
     help="Log lines as text or JSON objects (sets JOBQ_LOG_FORMAT; default text).",
 )
+@jobs_option
 @click.option("--dry-run", is_flag=True, help="Print the celery command instead of running it.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(

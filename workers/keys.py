@@ -34,6 +34,8 @@ STARTS_PREFIX = "jobq:starts:"  # + job id: repeated starts without finishing (d
 # key + DEAD_INDEX_SUFFIX.
 DEAD_INDEX_SUFFIX = ":index"
 IDEMPOTENCY_PREFIX = "jobq:idem:"  # + job + ":" + key: the job id submitted with that key
+# + job id: a cancel, JSON {"who", "when"}, kept as long as results (workers/stores/cancels.py).
+CANCEL_PREFIX = "jobq:cancel:"
 
 # A list nothing writes: a worker waiting out a full Redis BLPOPs it as a server-side pause
 # (workers/broker/take.py).

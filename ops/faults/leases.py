@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 
 from ops.faults.lab import Lab, Tally
-from ops.faults.scenarios import JOB, FaultResult, _tag
+from ops.faults.scenarios import JOB, FaultResult, _tag, lease_result
 from ops.processes import WorkerProcess
 
 POOLS = ("io", "cpu")
@@ -105,13 +105,8 @@ def rolling_restart(lab: Lab, *, lease_s: float, renew: bool = True) -> FaultRes
     tally = _settle(lab, tag, ids, timeout=ms / 1000 + 60, quiet=renew)
     tally.notes.update(exit_s=round(exit_s, 1), **_duplicates_by_pool(lab, tag, by_pool))
     label = "" if renew else ", renewal OFF (negative control)"
-    return FaultResult(
-        f"SIGTERM to busy io+cpu workers, jobs outliving the {lease_s:g} s lease{label}",
-        tally,
-        None,
-        "0 lost, 0 duplicate starts" if renew else "duplicates expected (shows the check works)",
-        tally.lost == 0 and (tally.duplicate_starts == 0 if renew else True),
-    )
+    name = f"SIGTERM to busy io+cpu workers, jobs outliving the {lease_s:g} s lease{label}"
+    return lease_result(name, tally, renew)
 
 
 def faketime_env(offset_s: int) -> dict[str, str]:

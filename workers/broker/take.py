@@ -52,6 +52,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 from workers import keys
 from workers.broker.lease_clock import LeasedQoS
+from workers.settings import get_settings
 from workers.stores.scripts import LuaScript
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ class TakingChannel(redis_transport.Channel):
     def take_limit(self) -> int:
         """How many messages one take may return (at least 1)."""
         return 1
+
+    def cancel_args(self) -> list[Any]:
+        """The take script's cancel check: drop cancelled jobs, recording them (cancels.py)."""
+        return [keys.CANCEL_PREFIX, keys.RECORD_PREFIX, get_settings().result_expires]
 
     def decode(self, item: bytes, queue: str) -> dict[str, Any]:
         """The envelope in ``item``, a queue item of ``queue``."""
@@ -264,7 +269,7 @@ class TakingChannel(redis_transport.Channel):
                         self.unacked_key,
                         *keys,
                     ],  # ARGV[1] unused: leases start at Redis TIME
-                    args=["", max(1, self.take_limit()), "".join(record)],
+                    args=["", max(1, self.take_limit()), "".join(record), *self.cancel_args()],
                 )
         except ResponseError as exc:
             self._on_refusal(exc)

@@ -23,6 +23,7 @@ from celery.signals import task_postrun, task_prerun
 
 from workers import correlation
 from workers.features import group_commit
+from workers.features.cancellation import is_cancelled_here
 from workers.keys import QUEUE_ATTRIBUTE, RECORD_PREFIX, SENT_HEADER
 from workers.settings import Settings, get_settings
 from workers.stores import job_stats
@@ -42,6 +43,9 @@ def _write_record(
 ) -> None:
     if not task_id or task is None:
         return
+    if state in (None, "IGNORED") and is_cancelled_here(task_id):
+        _started.pop(task_id, None)
+        return  # stopped by a cancel: its record is the cancel's (cancellation.record_revoked)
     started = _started.pop(task_id, None)
     request = task.request
     delivery = getattr(request, "delivery_info", None) or {}

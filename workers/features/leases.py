@@ -46,9 +46,11 @@ from celery import Celery, bootsteps
 from celery.signals import worker_shutdown
 from kombu.transport import virtual
 
-from workers.broker.lease_clock import renew_leases
+from workers.broker.lease_clock import RENEW_LEASES, renew_leases
+from workers.features import cancellation
 from workers.pools import os_sleep, start_os_thread
 from workers.settings import Settings, get_settings
+from workers.stores import cancels
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +114,27 @@ class LeaseKeeper:
                 self.renew()
 
     def renew(self) -> int:
-        """Renew every held lease now; how many were renewed."""
+        """Renew every held lease now; how many were renewed.
+
+        The same round trip asks which held jobs are cancelled (one ``MGET``), for
+        :mod:`workers.features.cancellation`: a held job learns of its cancel within one interval.
+        """
         task_consumer = self.consumer.task_consumer
         if task_consumer is None:  # between a lost connection and the reconnect
             return 0
         channel = task_consumer.channel
         try:
-            return renew_leases(
-                self.client, channel.unacked_index_key, held_delivery_tags(channel.qos)
-            )
+            tags = held_delivery_tags(channel.qos)
+            if not tags:
+                return 0
+            ids = cancellation.held_job_ids(channel.qos, tags)
+            pipe = self.client.pipeline(transaction=False)
+            RENEW_LEASES.queue(pipe, keys=[channel.unacked_index_key], args=tags)
+            cancels.queue_lookup(pipe, ids)
+            replies = pipe.execute()
+            if ids:
+                cancellation.learned(cancels.cancelled_of(ids, replies[1]))
+            return int(replies[0])
         except Exception:  # Redis unreachable for now: the next round retries
             log.warning("could not renew leases", exc_info=True)
             return 0

@@ -28,6 +28,7 @@ from celery.canvas import Signature
 
 from workers.keys import QUEUE_ATTRIBUTE
 from workers.pools import POOLS
+from workers.registry.errors import DuplicateJob
 from workers.registry.rates import KeyFunction, rate_options
 from workers.registry.retrying import retry_options
 from workers.registry.schema import ArgumentSchema, InvalidArguments
@@ -84,10 +85,26 @@ class JobSpec:
 
 
 JOBS: dict[str, JobSpec] = {}
+# Where each job was declared: (module, function). A second declaration of a name is refused
+# rather than silently replacing the first, which would run one function for the other's jobs.
+_DECLARED_BY: dict[str, tuple[str, str]] = {}
+
+
+def _claim(name: str, func: Callable[..., Any]) -> None:
+    """Claim ``name`` for ``func``, or raise :class:`DuplicateJob` naming both declarations.
+
+    The same function declaring its name again is its module being imported again (a failed
+    import retried, ``importlib.reload``), not a clash.
+    """
+    by = (func.__module__, func.__qualname__)
+    first = _DECLARED_BY.setdefault(name, by)
+    if first != by:
+        raise DuplicateJob(name, first, by)
 
 
 def _register(func: F, kind: Literal["io", "cpu"], options: dict[str, Any]) -> F:
     name = options.pop("name", None) or func.__name__
+    _claim(name, func)  # before Celery registers a task under the name
     queue = POOLS[kind].queue
     schema = ArgumentSchema.from_function(func, name=name)
     options = retry_options(options)  # retry_on=(...) -> backoff + jitter (retrying.py)
@@ -135,6 +152,7 @@ def pipeline(func: Callable[..., Signature]) -> Callable[..., Signature]:
     Submitting a pipeline validates its arguments like any job, then sends the canvas; the
     handle returned follows the last step.
     """
+    _claim(func.__name__, func)
     schema = ArgumentSchema.from_function(func)
     JOBS[func.__name__] = JobSpec(
         name=func.__name__, kind="pipeline", schema=schema, doc=_summary(func), build=func
@@ -171,6 +189,7 @@ def _summary(func: Callable[..., Any]) -> str:
 
 __all__ = [
     "JOBS",
+    "DuplicateJob",
     "InvalidArguments",
     "JobSpec",
     "JobTask",

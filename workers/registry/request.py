@@ -29,6 +29,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
+from workers.features.cancellation import JobCancelled
 from workers.features.dead_letters import dead_letter_outcome
 from workers.features.leases import leave_to_lease
 from workers.stores.dead_letters import is_dead
@@ -66,8 +67,20 @@ class JobRequest(Request):
             return
         super().acknowledge()
 
+    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> Any:
+        if self._already_revoked:
+            # Cancelled while running (workers/features/cancellation.py): Celery acknowledged it
+            # and stored REVOKED; a killed greenlet's return is no success to announce.
+            return None
+        return super().on_success(failed__retval__runtime, **kwargs)
+
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):
         exc = _exception(exc_info)
+        if _is_named(exc, JobCancelled):
+            # Refused right before its body: acknowledged, REVOKED, recorded; not a failure.
+            if not self._already_revoked:
+                self._announce_revoked("cancelled", False, None, False)
+            return None
         if _is_named(exc, LeftToLease):
             task_ready(self)
             self._leave(f"{exc}")

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from celery import Task
 
+from workers.features.cancellation import refuse_cancelled
 from workers.features.delivery_limit import check_delivery_limit
 from workers.features.rate_limits import wait_for_turn
 from workers.features.time_limits import soft_time_limit
@@ -43,6 +44,8 @@ class JobTask(Task):
     store_errors_even_if_ignored = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A job cancelled while it waited in this worker does not start (an in-memory check).
+        refuse_cancelled(self)
         try:
             # A job whose runs keep killing their process is refused here.
             check_delivery_limit(self)

@@ -1,0 +1,1 @@
+"""invoices: an example project whose jobs run on jobq (see README.md)."""
