@@ -16,6 +16,7 @@ from typing import Any
 from ops.faults.runner import SCALED_LEASE
 from ops.processes import WorkerProcess
 from producers import submit, submit_many
+from producers.cancel import cancel, queued_ids
 from tests.waiting import wait_until
 from workers.keys import RECORD_PREFIX, SCHEDULED_PREFIX
 from workers.stores.job_stats import read_totals
@@ -107,3 +108,21 @@ def test_a_delayed_job_holds_no_prefetch_slot_and_keeps_its_message(
     ran = record(redis_client, later.id)
     assert float(ran["started_at"]) > float(record(redis_client, now.id)["finished_at"])
     assert successes(redis_client, "io_wait") == 2
+
+
+def test_a_delayed_job_cancelled_while_it_waits_never_runs(
+    redis_client: Any, workers: Callable[..., WorkerProcess]
+) -> None:
+    # `jobq cancel --job NAME --queued` finds delayed jobs too; the cancel holds when it is due.
+    workers("io")
+    kept, dropped = submit_many("io_wait", [{"ms": 1}, {"ms": 2}], delay=2)
+    assert set(queued_ids("io_wait")) == {kept.id, dropped.id}
+    cancel([dropped.id])
+    assert kept.get(timeout=30)["ms"] == 1
+    wait_until(
+        lambda: redis_client.zcard(SCHEDULED_PREFIX + "io") + redis_client.llen("io") == 0,
+        timeout=10,
+    )
+    wait_until(lambda: redis_client.hlen("unacked") == 0, timeout=10)
+    assert successes(redis_client, "io_wait") == 1
+    assert record(redis_client, dropped.id).get("state") != "SUCCESS"
