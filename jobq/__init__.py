@@ -34,17 +34,21 @@ from producers import (
     submit_many,
     validate,
 )
+from workers.progress import InvalidProgress, progress
 from workers.registry import cpu_job, io_job, pipeline
 from workers.registry.errors import DuplicateJob, JobLoadError, JobModuleError
 from workers.registry.rates import by_host
+from workers.stores.progress import Progress
 
 __all__ = [
     "DuplicateJob",
     "IdempotencyConflict",
     "InvalidArguments",
+    "InvalidProgress",
     "JobHandle",
     "JobLoadError",
     "JobModuleError",
+    "Progress",
     "QueueFull",
     "RedisFull",
     "UnknownJob",
@@ -54,6 +58,7 @@ __all__ = [
     "cpu_job",
     "io_job",
     "pipeline",
+    "progress",
     "submit",
     "submit_many",
     "validate",

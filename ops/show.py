@@ -23,6 +23,7 @@ from typing import Any
 import click
 from celery.result import AsyncResult
 from rich.console import Console
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from workers.app import get_app
@@ -30,6 +31,7 @@ from workers.stores.cancels import read_cancel
 from workers.stores.client import get_redis
 from workers.stores.dead_letters import DeadLetterNotFound, get_dead
 from workers.stores.job_records import read_records
+from workers.stores.progress import Progress, read_progress
 
 EXIT_NOT_FOUND = 1
 
@@ -54,14 +56,18 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
     cancel = _cancel_of(job_id, record)
     if cancel and state == "PENDING" and not record.get("state"):
         state = "PENDING (cancelled: a worker drops it when it would take it)"
+    (progress,) = read_progress([job_id])
     if (
-        not record.get("name") and state == "PENDING" and not _is_dead(job_id)
+        not record.get("name") and state == "PENDING" and progress is None and not _is_dead(job_id)
     ):  # no record (read_records gives {} fields)
         return None
     outcome = meta.get("result")
     if state in ("FAILURE", "RETRY") and outcome is not None:
         error: str | None = f"{type(outcome).__name__}: {outcome}"
         value = None
+    elif state == "PROGRESS":
+        # Celery's custom state: its meta is the progress, shown as such, not as a result.
+        error, value = None, None
     else:
         error, value = None, outcome
     children_ids = [child.id for child in (result.children or [])]
@@ -80,6 +86,8 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
         if dead
         else None,
         "state": state,
+        # The job's own `progress()` reports: the latest while it runs, the last once it ended.
+        "progress": progress.to_dict() if progress else None,
         "queue": record.get("queue"),
         "worker": record.get("worker"),
         "pid": record.get("pid"),
@@ -128,14 +136,29 @@ def _duration(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
+def render_progress(progress: Progress) -> Table:
+    """A bar (when the total is known) and ``done/total (percent) note``."""
+    grid = Table.grid(padding=(0, 1))
+    cells: list[Any] = []
+    if progress.total:
+        cells.append(ProgressBar(total=progress.total, completed=progress.done, width=30))
+    cells.append(progress.describe())
+    grid.add_row(*cells)
+    return grid
+
+
 def render_job(job: dict[str, Any]) -> Table:
     """A two-column table of the job's facts."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("job", f"{job['name'] or '?'}  {job['id']}"),
         ("state", job["state"]),
+    ]
+    if job.get("progress"):
+        rows.append(("progress", render_progress(Progress.from_dict(job["progress"]))))
+    rows += [
         ("queue", job["queue"] or "-"),
         ("worker", f"{job['worker'] or '-'} (pid {job['pid'] or '-'})"),
         ("retries", str(job["retries"] if job["retries"] is not None else "-")),

@@ -2,10 +2,11 @@
 
 Per queue: backlog, age of the oldest waiting job, unacknowledged messages, jobs/s done,
 p50/p95 wait and run time over the last minute, retries and failures. Per worker: its pool,
-concurrency, and the jobs it is running (active) and holding (reserved). Then dead letters and
-rate-limit waits. Queue figures come from Redis (cheap, every second); worker figures from
-Celery's remote control, polled in a background thread because each inspect round waits for
-replies.
+concurrency, and the jobs it is running (active) and holding (reserved). Then the running jobs
+that report progress, each with its bar and note. Then dead letters and rate-limit waits. Queue
+figures and progress come from Redis (cheap, every second); worker figures (and which jobs are
+running) from Celery's remote control, polled in a background thread because each inspect round
+waits for replies.
 
 Example::
 
@@ -25,15 +26,18 @@ import redis
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from ops.sampler import collect_sample
 from producers.status import collect_workers
 from workers.stores.client import get_redis
+from workers.stores.progress import Progress, read_progress
 
 REFRESH_S = 1.0
 WORKER_POLL_S = 2.0
+MAX_PROGRESS_ROWS = 10
 
 
 @dataclass
@@ -43,6 +47,8 @@ class TopState:
     sample: dict[str, Any]
     workers: list[dict[str, Any]] | None
     rates: dict[str, float]
+    # Running jobs that reported progress: (worker, job name, job id, progress), newest first.
+    progress: list[tuple[str, str, str, Progress]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,12 +65,30 @@ class TopCollector:
         self.previous = sample
         with self._lock:
             workers = self.workers
-        return TopState(sample=sample, workers=workers, rates=rates)
+        return TopState(
+            sample=sample, workers=workers, rates=rates, progress=running_progress(workers or [])
+        )
 
     def poll_workers(self, timeout: float = 0.5) -> None:
         found = collect_workers(timeout=timeout)
         with self._lock:
             self.workers = found
+
+
+def running_progress(workers: list[dict[str, Any]]) -> list[tuple[str, str, str, Progress]]:
+    """The progress of every running job that reported some, most recently updated first.
+
+    The running jobs are the workers' own answer (``inspect active``, polled in the background);
+    their progress is read fresh for each frame, in one ``MGET``.
+    """
+    running = [
+        (worker["name"], job.get("name") or "?", job["id"])
+        for worker in workers
+        for job in worker.get("running", [])
+    ]
+    found = read_progress([job_id for _, _, job_id in running])
+    rows = [(*job, value) for job, value in zip(running, found, strict=True) if value is not None]
+    return sorted(rows, key=lambda row: row[3].updated, reverse=True)
 
 
 def jobs_per_second(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, float]:
@@ -142,6 +166,9 @@ def render(state: TopState) -> Group:
             str(worker["reserved"]),
             str(worker["processed"]),
         )
+    parts: list[Any] = [queues, "", workers, ""]
+    if state.progress:
+        parts += [render_progress(state.progress), ""]
     dead = sample["dead_letters"]
     footer = Text.assemble(
         ("dead letters: ", "bold"),
@@ -154,7 +181,22 @@ def render(state: TopState) -> Group:
             "dim",
         ),
     )
-    return Group(queues, "", workers, "", footer)
+    return Group(*parts, footer)
+
+
+def render_progress(rows: list[tuple[str, str, str, Progress]]) -> Table:
+    """Running jobs with their progress: job, id, worker, a bar and ``done/total note``."""
+    table = Table(
+        title="progress", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False
+    )
+    for column in ("job", "id", "worker", "", "done"):
+        table.add_column(column)
+    for worker, name, job_id, value in rows[:MAX_PROGRESS_ROWS]:
+        bar = ProgressBar(total=value.total, completed=value.done, width=20) if value.total else ""
+        table.add_row(name, job_id[:8], worker, bar, value.describe())
+    if len(rows) > MAX_PROGRESS_ROWS:
+        table.add_row(f"… {len(rows) - MAX_PROGRESS_ROWS} more", "", "", "", "")
+    return table
 
 
 def _frame(collector: TopCollector) -> Group | Text:

@@ -5,6 +5,7 @@ Example::
     handle = submit("io_wait", ms=100)
     handle.id          # the Celery task id
     handle.get(timeout=10)
+    handle.progress()  # Progress(done=…, total=…, note=…) once the job reported some
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from celery.result import AsyncResult
 
 from workers.app import get_app
+from workers.stores.progress import Progress, read_progress
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class JobHandle:
 
     @property
     def state(self) -> str:
-        """PENDING, STARTED, RETRY, SUCCESS or FAILURE, as the result backend has it."""
+        """PENDING, PROGRESS, RETRY, SUCCESS or FAILURE, as the result backend has it."""
         return self.result.state
 
     def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
@@ -59,6 +61,14 @@ class JobHandle:
         from producers.cancel import cancel
 
         return cancel([self])
+
+    def progress(self) -> Progress | None:
+        """How far the job got, from ``progress()`` calls in its body; None if it reported none.
+
+        The latest value written (at most a quarter of a second old while the job runs, the last
+        one reported once it ended), fire-and-forget jobs included.
+        """
+        return read_progress([self.id])[0]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for ``--json``)."""

@@ -84,6 +84,12 @@ def collect_workers(*, timeout: float = 1.0) -> list[dict[str, Any]]:
                 "pid": info.get("pid"),
                 "processed": sum((info.get("total") or {}).values()),
                 "active": len(active.get(node, [])),
+                # The jobs it is running now (`jobq top` shows each with its progress).
+                "running": [
+                    {"id": job.get("id"), "name": job.get("name")}
+                    for job in active.get(node, [])
+                    if job.get("id")
+                ],
                 "reserved": len(reserved.get(node, [])),
                 "queues": [q["name"] for q in queues.get(node, [])],
                 "prefetch_count": info.get("prefetch_count"),

@@ -29,6 +29,9 @@ TOTAL_KEY = "jobq:stats:total"  # hash: finished jobs per "job|pool|state"
 RECENT_PREFIX = "jobq:stats:recent:"  # + queue: list of "finished wait run" strings
 
 # --- reliability ---------------------------------------------------------------------------
+# + job id: a running job's latest progress, JSON {done, total, note, updated}; kept as long as
+# results (workers/stores/progress.py), readable whether or not the job stores a result.
+PROGRESS_PREFIX = "jobq:progress:"
 STARTS_PREFIX = "jobq:starts:"  # + job id: repeated starts without finishing (delivery limit)
 # The dead-letter store's hash is JOBQ_DEAD_LETTER_KEY (default "jobq:dead"), its index that
 # key + DEAD_INDEX_SUFFIX.

@@ -24,6 +24,7 @@ from workers.features.cancellation import refuse_cancelled
 from workers.features.delivery_limit import check_delivery_limit
 from workers.features.rate_limits import wait_for_turn
 from workers.features.time_limits import soft_time_limit
+from workers.progress import reporting
 from workers.registry.request import LeftToLease
 from workers.registry.schema import ArgumentSchema
 
@@ -58,6 +59,7 @@ class JobTask(Task):
             # Redis away for a moment is not the job's failure: it has not run; its delivery
             # stays unacknowledged and comes back with its lease (workers/registry/request.py).
             raise LeftToLease(f"Redis unreachable before the job started: {exc}") from exc
-        # gevent has no soft time limit of its own; this adds one.
-        with soft_time_limit(self):
+        # gevent has no soft time limit of its own; this adds one. `progress()` calls in the
+        # body report for this job; the last one held back is written when the body ends.
+        with soft_time_limit(self), reporting(self):
             return super().__call__(*args, **kwargs)
