@@ -105,9 +105,10 @@ def test_a_delayed_job_holds_no_prefetch_slot_and_keeps_its_message(
     assert not record(redis_client, later.id)
     # When due it runs: the message the worker received is the one submitted (same id, args).
     assert later.get(timeout=30)["ms"] == 1
-    ran = record(redis_client, later.id)
-    assert float(ran["started_at"]) > float(record(redis_client, now.id)["finished_at"])
-    assert successes(redis_client, "io_wait") == 2
+    # Records are written just after the result on the stock path: wait for both runs'.
+    wait_until(lambda: successes(redis_client, "io_wait") == 2, timeout=10)
+    ran, first = record(redis_client, later.id), record(redis_client, now.id)
+    assert float(ran["started_at"]) > float(first["finished_at"])
 
 
 def test_a_delayed_job_cancelled_while_it_waits_never_runs(
@@ -119,6 +120,7 @@ def test_a_delayed_job_cancelled_while_it_waits_never_runs(
     assert set(queued_ids("io_wait")) == {kept.id, dropped.id}
     cancel([dropped.id])
     assert kept.get(timeout=30)["ms"] == 1
+    wait_until(lambda: successes(redis_client, "io_wait") == 1, timeout=10)  # its record too
     wait_until(
         lambda: redis_client.zcard(SCHEDULED_PREFIX + "io") + redis_client.llen("io") == 0,
         timeout=10,
