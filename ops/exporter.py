@@ -14,6 +14,7 @@ metric                                  type       labels / meaning
 ``jobq_jobs_finished_total``            counter    ``job, pool, state``: attempts that ended
 ``jobq_dead_letters``                   gauge      entries in the dead-letter store
 ``jobq_queue_parked``                   gauge      ``queue``: rate-limited jobs parked in Redis
+``jobq_queue_delayed``                  gauge      ``queue``: delayed submits waiting in Redis
 ``jobq_rate_limit_waits_total``         counter    ``job``: runs that waited for their turn
 ``jobq_rate_limit_wait_seconds_total``  counter    ``job``: seconds spent waiting for turns
 ``jobq_rate_limit_parked_total``        counter    ``job``: jobs parked until a far-off turn
@@ -63,6 +64,7 @@ from ops.sampler import (
 from producers.queues import queue_depths
 from workers.stores.client import get_redis
 from workers.stores.job_stats import read_histograms, read_totals
+from workers.stores.scheduled import delayed_by_queue
 
 DEFAULT_PORT = 9808
 
@@ -107,16 +109,23 @@ class JobqCollector(Collector):
             "Rate-limited jobs parked in Redis until their turn (not in the queue list).",
             labels=["queue"],
         )
+        delayed = GaugeMetricFamily(
+            "jobq_queue_delayed",
+            "Jobs submitted with delay/at, waiting in Redis until due (not in the queue list).",
+            labels=["queue"],
+        )
         depths = queue_depths(client, queues)
+        delayed_now = delayed_by_queue(client, queues)
         held = unacked_by_queue(client, queues)
         parked_now = parked_by_queue(client, queues)
         for queue in queues:
             depth.add_metric([queue], depths[queue])
             parked.add_metric([queue], parked_now[queue])
+            delayed.add_metric([queue], delayed_now[queue])
             sent = oldest_sent_at(client, queue)
             oldest.add_metric([queue], max(0.0, now - sent) if sent is not None else 0.0)
             unacked.add_metric([queue], held[queue])
-        yield from (depth, oldest, unacked, parked)
+        yield from (depth, oldest, unacked, parked, delayed)
 
         for measure, meaning in (("wait", "sent to started"), ("run", "started to finished")):
             family = HistogramMetricFamily(

@@ -140,15 +140,16 @@ def _envelopes(client: Any, queue: str) -> Iterator[tuple[dict[str, Any], str]]:
             if len(items) < SCAN_CHUNK:
                 break
             start += SCAN_CHUNK
-    delayed = keys.DELAYED_PREFIX + queue
-    start = 0
-    while True:
-        items = client.zrange(delayed, start, start + SCAN_CHUNK - 1)
-        for item in items:
-            yield _decoded(item), "delayed"
-        if len(items) < SCAN_CHUNK:
-            break
-        start += SCAN_CHUNK
+    # Parked by the rate limiter, and submitted with delay=/at= (docs/delay.md).
+    for delayed in (keys.DELAYED_PREFIX + queue, keys.SCHEDULED_PREFIX + queue):
+        start = 0
+        while True:
+            items = client.zrange(delayed, start, start + SCAN_CHUNK - 1)
+            for item in items:
+                yield _decoded(item), "delayed"
+            if len(items) < SCAN_CHUNK:
+                break
+            start += SCAN_CHUNK
 
 
 def _decoded(item: Any) -> dict[str, Any]:

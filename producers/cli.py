@@ -8,6 +8,7 @@ Example::
 
     $ jobq submit io_wait ms=200 --wait
     $ jobq submit fetch_url --file urls.jsonl --wait --json
+    $ jobq submit io_wait ms=200 --delay 90s
     $ jobq status --json
 """
 
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from producers.backpressure import GateWait, QueueFull
 from producers.bulk import BulkItem, read_jobs
+from producers.delay import InvalidSchedule, parse_at, parse_delay, plan_schedule
 from producers.handle import JobHandle
 from producers.idempotency import submit_once
 from producers.outage import UNREACHABLE, ride_out
@@ -33,6 +35,7 @@ from producers.payload import refuse_oversized
 from producers.status import collect_status
 from producers.submit import check_fire_and_forget, stores_no_result, submit_gated, validate
 from workers import correlation
+from workers.broker.schedule import Schedule, scheduled
 from workers.catalog import all_jobs, get_job
 from workers.jobs_option import jobs_option
 from workers.registry import UnknownJob
@@ -176,6 +179,19 @@ def use_correlation_id(_ctx: Any, _param: Any, value: str | None) -> str | None:
     help="Idempotency key: the same job and key within JOBQ_IDEMPOTENCY_WINDOW is enqueued "
     "once; repeating the command prints the existing job's id.",
 )
+@click.option(
+    "--delay",
+    "delay_text",
+    metavar="DURATION",
+    help="Run later: after 90s, 5m, 2h, 1d or plain seconds. The job waits in Redis.",
+)
+@click.option(
+    "--at",
+    "at_text",
+    metavar="TIME",
+    help="Run later, at an ISO 8601 time with a timezone (2026-12-01T10:00:00Z). "
+    "A past time runs now.",
+)
 def submit_command(
     job: str,
     assignments: tuple[str, ...],
@@ -187,8 +203,40 @@ def submit_command(
     on_full: str | None,
     gate_timeout: float | None,
     idem_key: str | None,
+    delay_text: str | None,
+    at_text: str | None,
 ) -> None:
     """Submit JOB with key=value arguments, or many from --file (one JSON object per line)."""
+    with scheduled(_schedule_option(delay_text, at_text)):
+        _submit(job, assignments, file, wait, ignore_result, timeout, as_json, on_full,
+                gate_timeout, idem_key)  # fmt: skip
+
+
+def _schedule_option(delay_text: str | None, at_text: str | None) -> Schedule | None:
+    """``--delay``/``--at`` as a schedule (producers/delay.py); a bad value exits 2."""
+    try:
+        delay = parse_delay(delay_text) if delay_text is not None else None
+        at = parse_at(at_text) if at_text is not None else None
+        return plan_schedule(delay, at)
+    except InvalidSchedule as exc:
+        message = str(exc).replace("delay or at", "--delay or --at")
+        # soft_wrap: one line whatever the terminal's width (rich wraps at 80 when piped).
+        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _submit(
+    job: str,
+    assignments: tuple[str, ...],
+    file: TextIO | None,
+    wait: bool,
+    ignore_result: bool,
+    timeout: float,
+    as_json: bool,
+    on_full: str | None,
+    gate_timeout: float | None,
+    idem_key: str | None,
+) -> None:
     gate: dict[str, Any] = {"on_full": on_full, "timeout": gate_timeout}
     if ignore_result or wait:
         try:
@@ -417,11 +465,12 @@ def status_command(as_json: bool, timeout: float) -> None:
     if as_json:
         print(json.dumps(snapshot, indent=2))
         return
-    queues = Table("queue", "depth", "workers", "active", "reserved", title="queues")
+    queues = Table("queue", "depth", "delayed", "workers", "active", "reserved", title="queues")
     for name, q in snapshot["queues"].items():
         queues.add_row(
-            name, str(q["depth"]), str(q["workers"]), str(q["active"]), str(q["reserved"])
-        )
+            name, str(q["depth"]), str(q.get("delayed", 0)), str(q["workers"]),
+            str(q["active"]), str(q["reserved"]),
+        )  # fmt: skip
     out.print(queues)
     workers = Table("worker", "pool", "concurrency", "processed", "active", "reserved", "queues")
     for w in snapshot["workers"]:

@@ -38,6 +38,7 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from producers.outage import ride_out
 from workers.broker.enqueue_once import current_once
+from workers.broker.schedule import current_schedule
 from workers.keys import CORRELATION_HEADER, SENT_HEADER
 
 # Messages per Redis pipeline: big enough that round trips vanish, small enough that one batch
@@ -206,8 +207,9 @@ def publish_many(
         channel = ride_out(lambda: producer.channel)
         queue_key = channel._q_for_pri(queue, 0)
         event_topic = channel._get_publish_topic(EVENT_EXCHANGE, EVENT_ROUTING_KEY)
+        schedule = current_schedule()  # a delayed submit: stored until due, sent "then"
         for chunk in _chunks(batch, pipeline_size):
-            sent_at = time.time()
+            sent_at = schedule.due_estimate() if schedule is not None else time.time()
             messages = [
                 task_message(
                     name,
@@ -237,7 +239,11 @@ def publish_many(
                 # Built afresh on every attempt: redis-py empties a pipeline that failed.
                 pipe = channel.client.pipeline(transaction=False)
                 once = current_once()
-                if once is not None:
+                if schedule is not None:
+                    # Delayed (workers/broker/schedule.py): the same messages, in the queue's
+                    # scheduled set until due; with a key, recorded by the same script.
+                    schedule.queue_store(pipe, queue, messages, bodies, once)
+                elif once is not None:
                     # A submit with an idempotency key: the key is recorded by the push itself,
                     # so a retry of a push whose reply was lost pushes nothing.
                     (message,) = messages
@@ -252,7 +258,7 @@ def publish_many(
                     pipe.publish(event_topic, event)
                 replies = pipe.execute()
                 if once is not None:
-                    once.settle(replies[0])
+                    once.settle(replies[0])  # the push's or the schedule's reply, alike
 
             ride_out(send)
             ids.extend(message["headers"]["id"] for message in messages)

@@ -20,6 +20,7 @@ from workers.app import get_app
 from workers.pools import POOLS
 from workers.stores.client import get_redis
 from workers.stores.pause_flags import paused_pools
+from workers.stores.scheduled import delayed_by_queue
 
 POOL_NAMES = {
     "celery.concurrency.gevent:TaskPool": "gevent",
@@ -34,6 +35,7 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
     client = get_redis()
     queues = [profile.queue for profile in POOLS.values()]
     depths = queue_depths(client, queues)
+    delayed = delayed_by_queue(client, queues)
     workers = collect_workers(timeout=timeout)
     per_queue: dict[str, Any] = {}
     paused = {POOLS[pool].queue for pool in paused_pools()}
@@ -41,6 +43,8 @@ def collect_status(*, timeout: float = 1.0) -> dict[str, Any]:
         serving = [w for w in workers if queue in w["queues"]]
         per_queue[queue] = {
             "depth": depths[queue],
+            # Submitted with delay/at, waiting in Redis until due: not in depth (docs/delay.md).
+            "delayed": delayed[queue],
             "workers": len(serving),
             "active": sum(w["active"] for w in serving),
             "reserved": sum(w["reserved"] for w in serving),

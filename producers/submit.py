@@ -11,21 +11,25 @@ Example::
     print(handle.get(timeout=30)["status"])
     handles = submit_many("cpu_spin", [{"ms": 50}] * 100)
     submit_many("io_wait", [{"ms": 5}] * 1000, ignore_result=True)  # fire and forget
+    submit("io_wait", ms=5, delay=90)  # runs in 90 s (producers/delay.py)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
 
 from producers.backpressure import AdmissionGate, GateWait, OnFull, gated_publish
+from producers.delay import plan_schedule
 from producers.fastpublish import publish_many
 from producers.handle import JobHandle
 from producers.idempotency import submit_once
 from producers.payload import check_size
 from workers.app import get_app
+from workers.broker.schedule import current_schedule, scheduled
 from workers.catalog import get_job
 from workers.correlation import current_correlation_id
 from workers.registry import JobSpec, UnknownJob
@@ -53,6 +57,8 @@ def submit(
     gate_timeout: float | None = None,
     key: str | None = None,
     ignore_result: bool = False,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
     **arguments: Any,
 ) -> JobHandle:
     """Validate and enqueue one job; return its handle once Redis has accepted it.
@@ -67,13 +73,18 @@ def submit(
 
     ``ignore_result=True`` is fire and forget: the worker stores no result (its job record,
     ``jobq show ID``, still says how it ended), which saves it a result write per job.
+
+    ``delay=90`` (seconds) or ``at=`` (a timezone-aware datetime) runs it later: the job waits
+    in Redis, not in a worker, and skips the admission gate until it is due (docs/delay.md).
     """
     spec, checked = validate(name, arguments)
+    schedule = plan_schedule(delay, at)
 
     def enqueue() -> JobHandle:
-        (handle,) = submit_gated(
-            spec, [checked], on_full=on_full, timeout=gate_timeout, ignore_result=ignore_result
-        )
+        with scheduled(schedule):
+            (handle,) = submit_gated(
+                spec, [checked], on_full=on_full, timeout=gate_timeout, ignore_result=ignore_result
+            )
         return handle
 
     if key is None:
@@ -89,6 +100,8 @@ def submit_many(
     on_full: OnFull | None = None,
     timeout: float | None = None,
     ignore_result: bool = False,
+    delay: float | timedelta | None = None,
+    at: datetime | None = None,
 ) -> list[JobHandle]:
     """Validate every item first, then enqueue them all over one connection.
 
@@ -98,9 +111,11 @@ def submit_many(
     The admission gate is checked per batch: over the high-water mark this waits up to
     ``timeout`` seconds or fails at once (``on_full``); :class:`QueueFull` then carries the
     handles of the jobs that were submitted and the count of those that were not.
-    ``ignore_result=True``: fire and forget, as for :func:`submit`.
+    ``ignore_result=True``: fire and forget; ``delay``/``at``: run later, all due together; as
+    for :func:`submit`.
     """
     spec = get_job(name)
+    schedule = plan_schedule(delay, at)
     checked = []
     for index, item in enumerate(arguments):
         try:
@@ -108,9 +123,10 @@ def submit_many(
             check_size(name, checked[-1])
         except InvalidArguments as exc:
             raise InvalidArguments(name, [f"item {index}: {p}" for p in exc.problems]) from None
-    return submit_gated(
-        spec, checked, on_full=on_full, timeout=timeout, ignore_result=ignore_result
-    )
+    with scheduled(schedule):
+        return submit_gated(
+            spec, checked, on_full=on_full, timeout=timeout, ignore_result=ignore_result
+        )
 
 
 def check_fire_and_forget(spec: JobSpec, ignore_result: bool) -> None:
@@ -143,6 +159,10 @@ def submit_gated(
         return []
     for arguments in batch:  # last guard for every path, bulk files included: nothing is sent
         check_size(spec.name, arguments)
+    if current_schedule() is not None:
+        # Delayed (workers/broker/schedule.py): not in the queue until due, so not gated now;
+        # when due, the mover moves it only into the room below the mark (docs/delay.md).
+        return submit_validated(spec, list(batch), ignore_result=ignore_result)
     queues = _gate_queues(spec, batch[0])
     on_full = on_full or get_settings().on_full  # type: ignore[assignment]
 

@@ -74,6 +74,7 @@ RELIABILITY_MODULES = frozenset(
         "test_backpressure.py",  # the admission gate, a full Redis
         "test_redis_full.py",  # workers fetching from a full Redis lose nothing, keep running
         "test_submit_edges.py",  # a submit whose reply is lost, repeated with its key
+        "test_delay.py",  # delayed jobs: in Redis until due, run once, on time, kills and all
     }
 )
 

@@ -57,6 +57,10 @@ PARKED_HEADER = "jobq_parked_for"
 # + job id: the turn (µs) a parked job reserved; taken (once) when it comes back. In Redis, not in
 # the message, so a message from any client cannot claim a turn it never reserved.
 TURN_PREFIX = "jobq:turn:"
+# + queue: zset of delayed submits (`submit(..., delay=)`), each member the exact message a worker
+# will receive, scored by its due time (epoch s, Redis clock). Apart from DELAYED_PREFIX so the
+# admission gate does not count them before they are due (workers/stores/scheduled.py).
+SCHEDULED_PREFIX = "jobq:scheduled:"
 PAUSE_PREFIX = "jobq:paused:"  # + pool: set while the pool is paused (`jobq pause`)
 
 # --- data jobs keep for each other, and measurement -----------------------------------------

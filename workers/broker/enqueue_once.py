@@ -30,6 +30,7 @@ from typing import Any
 from kombu.transport import redis as redis_transport
 from kombu.utils.json import dumps
 
+from workers.broker.schedule import current_schedule
 from workers.stores.scripts import LuaScript
 
 ENQUEUE_ONCE = LuaScript(__package__, "enqueue_once.lua")
@@ -86,6 +87,12 @@ class EnqueueOnceChannel(redis_transport.Channel):
     """kombu's Redis channel; in :func:`enqueue_once`, ``_put`` records the key with the push."""
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        # A delayed submit (workers/broker/schedule.py): the same message, stored until due.
+        schedule = current_schedule()
+        if schedule is not None and kwargs.get("_publish_batch") is None:
+            with self.conn_or_acquire() as client:
+                schedule.store(client, queue, [message], [dumps(message)], current_once())
+            return
         once = current_once()
         if once is None or kwargs.get("_publish_batch") is not None:
             super()._put(queue, message, **kwargs)

@@ -39,6 +39,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
+from workers.broker.schedule import current_schedule
 from workers.keys import QUEUE_ATTRIBUTE
 from workers.settings import Settings, get_settings
 from workers.stores.admission import ADMITTED, Admission, AdmissionGate, WaterMarks, marks_for
@@ -101,6 +102,8 @@ def admit_publish(
     running = _running_job_id(app)
     if not _state["in_worker"] or ADMITTED.get() or running is None:
         return None
+    if current_schedule() is not None:
+        return None  # a delayed submit: not in the queue until due, when the mover checks room
     gate = gate_for(queue, republish=job_id == running)
     if gate is None:
         return None

@@ -19,6 +19,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import before_task_publish
 
+from workers.broker.schedule import current_schedule
 from workers.correlation import current_correlation_id
 from workers.keys import CORRELATION_HEADER, SENT_HEADER
 from workers.settings import Settings
@@ -28,7 +29,9 @@ def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """``before_task_publish`` handler: add the sent time and the correlation id in force."""
     if headers is None:
         return
-    headers.setdefault(SENT_HEADER, time.time())
+    # A delayed job is "sent" when it is due: its wait time is then from due to started.
+    schedule = current_schedule()
+    headers.setdefault(SENT_HEADER, schedule.due_estimate() if schedule else time.time())
     if not headers.get(CORRELATION_HEADER):
         correlation_id = current_correlation_id()
         if correlation_id:

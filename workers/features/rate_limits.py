@@ -35,11 +35,9 @@ from workers.keys import (
     RATE_ATTRIBUTE,
     RATE_KEY_ATTRIBUTE,
     RATE_STATS_KEY,
-    queue_lists,
 )
 from workers.pools import POOLS
 from workers.settings import Settings, get_settings
-from workers.stores.admission import marks_for
 from workers.stores.client import get_redis
 from workers.stores.pause_flags import paused_queues
 from workers.stores.rate_limits import (
@@ -52,6 +50,7 @@ from workers.stores.rate_limits import (
     seconds_until_next_due,
     take_due,
 )
+from workers.stores.scheduled import move_scheduled
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +141,17 @@ def park(task: Task, turn: float, wait: float, queue: str) -> None:
 
 
 def move_due_jobs(app: Celery, queues: list[str]) -> int:
-    """Publish parked jobs whose turn has come back to their queue; return how many moved."""
+    """Put parked jobs whose turn has come, and delayed jobs now due, on their queue.
+
+    Returns how many moved.
+    """
     moved = 0
     for queue in queues:
-        room = room_in(queue)
+        # Delayed submits first (workers/stores/scheduled.py): one atomic script that moves at
+        # most the room below the mark and says what room is left, in the one round trip that
+        # counted the room for parked jobs before.
+        moved_now, room = move_scheduled(queue, limit=MOVER_BATCH)
+        moved += moved_now
         if room <= 0:
             # Left parked (where they count in the queue's backlog already) until the queue
             # drains below its mark. The mover holds no worker slot, so waiting blocks nothing.
@@ -160,17 +166,6 @@ def move_due_jobs(app: Celery, queues: list[str]) -> int:
             forget_parked(queue, member)
             moved += 1
     return moved
-
-
-def room_in(queue: str) -> int:
-    """How many jobs ``queue``'s lists take before its high-water mark (MOVER_BATCH: no gate)."""
-    marks = marks_for(queue)
-    if not marks.enabled:
-        return MOVER_BATCH
-    pipe = get_redis().pipeline(transaction=False)
-    for name in queue_lists(queue):
-        pipe.llen(name)
-    return marks.high - sum(pipe.execute())
 
 
 class _MoverThread(LoopThread):

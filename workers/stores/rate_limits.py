@@ -56,6 +56,7 @@ from workers.keys import (
     LIMITS_KEY,
     RATE_STATS_KEY,
     SCHEDULE_PREFIX,
+    SCHEDULED_PREFIX,
     TURN_PREFIX,
 )
 from workers.stores.client import get_redis
@@ -189,14 +190,16 @@ def forget_parked(queue: str, member: str) -> None:
 
 
 def seconds_until_next_due(queues: list[str]) -> float | None:
-    """How long until the earliest parked job of ``queues`` is due; None when none is parked.
+    """How long until the earliest parked or delayed job of ``queues`` is due; None if none.
 
     Scores are Redis clock times (the Lua scripts read ``TIME``), so compare with Redis's clock.
+    Delayed submits (``jobq:scheduled:<queue>``) are moved by the same loop, so they count too.
     """
     pipe = get_redis().pipeline(transaction=False)
     pipe.time()
     for queue in queues:
         pipe.zrange(DELAYED_PREFIX + queue, 0, 0, withscores=True)
+        pipe.zrange(SCHEDULED_PREFIX + queue, 0, 0, withscores=True)
     (seconds, micros), *firsts = pipe.execute()
     scores = [first[0][1] for first in firsts if first]
     if not scores:
