@@ -27,7 +27,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from workers.app import get_app
-from workers.stores.cancels import read_cancel
+from workers.stores.cancels import normalized_cancel, read_cancel
 from workers.stores.client import get_redis
 from workers.stores.dead_letters import DeadLetterNotFound, get_dead
 from workers.stores.job_records import read_records
@@ -112,8 +112,8 @@ def collect_job(job_id: str) -> dict[str, Any] | None:
 def _cancel_of(job_id: str, record: dict[str, Any]) -> dict[str, Any] | None:
     """Who cancelled the job and when: from its record, else from the stored cancel."""
     if record.get("cancelled_by"):
-        at = record.get("cancelled_at")
-        return {"by": record["cancelled_by"], "at": float(at) if at else None}
+        at = normalized_cancel({"when": record.get("cancelled_at") or None})["when"]
+        return {"by": record["cancelled_by"], "at": at}
     stored = read_cancel(get_redis(), job_id)
     return {"by": stored.get("who"), "at": stored.get("when")} if stored else None
 

@@ -59,10 +59,11 @@ def is_job_id(text: str) -> bool:
     (True, False)
     """
     try:
-        uuid.UUID(text)
-    except ValueError:
+        # Canonical form only: a cancel is stored under the id as workers see it, so
+        # "6F1C…" or "{6f1c…}" would be stored under a key no worker ever reads.
+        return str(uuid.UUID(text)) == text
+    except (TypeError, ValueError):
         return False
-    return True
 
 
 def job_ids_of(jobs: Iterable[Any]) -> list[str]:
@@ -76,13 +77,15 @@ def job_ids_of(jobs: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def cancel(jobs: Iterable[Any], *, who: str | None = None) -> list[str]:
-    """Cancel these jobs (ids or handles); the ids cancelled. Cancelling twice is harmless.
+def cancel(jobs: Any, *, who: str | None = None, broadcast: bool = True) -> list[str]:
+    """Cancel these jobs (an id, a handle, or several); the ids cancelled. Twice is harmless.
 
     A job that already finished keeps its outcome. Raises ``ValueError`` for a string that is
-    not a job id.
+    not a job id. ``broadcast=False`` skips telling the workers online (for jobs known to be
+    waiting in a queue: the take drops them, and held ones are found within one renewal).
     """
-    ids = job_ids_of([jobs] if isinstance(jobs, str) else jobs)
+    single = isinstance(jobs, str) or hasattr(jobs, "id")
+    ids = job_ids_of([jobs] if single else jobs)
     bad = [job_id for job_id in ids if not is_job_id(job_id)]
     if bad:
         raise ValueError(f"not a job id: {bad[0]!r}")
@@ -93,10 +96,28 @@ def cancel(jobs: Iterable[Any], *, who: str | None = None) -> list[str]:
     if not ids:
         return []
     who = who or default_who()
-    store_cancels(get_redis(), ids, who=who, expires=get_settings().result_expires)
-    _broadcast(ids, who)
+    client = get_redis()
+    store_cancels(client, ids, who=who, expires=cancel_ttl(client))
+    if broadcast:
+        _broadcast(ids, who)
     _store_revoked(ids, who)
     return ids
+
+
+def cancel_ttl(client: Any) -> int:
+    """Seconds a cancel is kept: as long as results, and past the latest delayed job's time.
+
+    A job submitted with ``delay=`` for next week and cancelled today must still find its
+    cancel when it comes due; the cancel then outlives the due time by the results' lifetime.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for queue in POOLS:
+        pipe.zrange(keys.SCHEDULED_PREFIX + queue, -1, -1, withscores=True)
+    (now_s, now_us), *lasts = pipe.execute()
+    latest = max((score for last in lasts for _, score in last), default=0.0)
+    wait = max(0, int(latest - (now_s + now_us / 1e6)) + 1)
+    return get_settings().result_expires + wait
 
 
 def _store_revoked(ids: list[str], who: str) -> None:

@@ -18,6 +18,7 @@ import click
 
 from producers.cancel import cancel, finished_states, is_job_id, queued_ids, unknown_ids
 from producers.cli import EXIT_BAD_INPUT, broker_errors
+from workers.jobs_option import jobs_option
 from workers.registry import UnknownJob
 
 
@@ -28,6 +29,7 @@ def fail_input(message: str) -> NoReturn:
 
 
 @click.command()
+@jobs_option
 @click.argument("job_ids", nargs=-1)
 @click.option("--job", "job_name", help="With --queued: the job whose waiting jobs to cancel.")
 @click.option("--queued", is_flag=True, help="Cancel every job of --job waiting now.")
@@ -44,19 +46,25 @@ def cancel_command(job_ids: tuple[str, ...], job_name: str | None, queued: bool,
     with broker_errors():
         ids = list(job_ids)
         if ids:
-            unknown = unknown_ids(ids)
-            if unknown:
-                fail_input(f"unknown job id {unknown[0]}")
+            # No trace yet is not an error: a pipeline's later step (the id `jobq submit`
+            # prints) exists only once the step before it ends. The cancel is stored either
+            # way and holds if the job comes.
+            for job_id in unknown_ids(ids):
+                click.echo(f"{job_id}: no such job yet; the cancel holds if it comes", err=True)
             done = finished_states(ids)
             for job_id, state in done.items():
                 click.echo(f"{job_id} already ended ({state}): not cancelled", err=True)
             ids = [job_id for job_id in ids if job_id not in done]
+        queued: list[str] = []
         if job_name:
             try:
-                ids += queued_ids(job_name)
+                queued = queued_ids(job_name)
             except (UnknownJob, ValueError) as exc:
                 fail_input(str(exc).strip("\"'"))
-        cancelled = cancel(ids)
+        # Waiting jobs need no broadcast: the take drops them, and one a worker took meanwhile
+        # is found at its next lease renewal.
+        cancelled = cancel(ids) if ids else []
+        cancelled += cancel([i for i in queued if i not in cancelled], broadcast=False)
     if as_json:
         click.echo(json.dumps({"cancelled": cancelled}))
         return

@@ -216,7 +216,7 @@ def test_cancelling_a_pipeline_during_its_first_step_runs_no_later_step(
 def test_cli_refuses_bad_input_with_one_line_and_exit_2(redis_client: Any) -> None:
     for args in (
         ("cancel", "not-an-id"),
-        ("cancel", "6f1c2a8e-1c3b-4c1e-9a57-0d4d4a8f0b1c"),  # unknown id
+        ("cancel", "6F1C2A8E-1C3B-4C1E-9A57-0D4D4A8F0B1C"),  # not as workers spell ids
         ("cancel", "--job", "no_such_job", "--queued"),
         ("cancel", "--job", "io_wait"),  # --job without --queued
         ("cancel",),
@@ -226,6 +226,32 @@ def test_cli_refuses_bad_input_with_one_line_and_exit_2(redis_client: Any) -> No
         assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert done.stdout == "", (args, done.stdout)
     assert not redis_client.keys("jobq:cancel:*"), "a refused cancel stored something"
+
+
+@pytest.mark.integration
+def test_cli_cancel_of_a_pipeline_id_printed_by_submit_stops_its_later_step(
+    redis_client: Any, local_site: Any
+) -> None:
+    # `jobq submit` prints a pipeline's last step id, which has no trace until the step before
+    # it ends. Before: "unknown job id", exit 2, and the step ran.
+    handle = submit("fetch_and_analyze", url=local_site.url("/page/1"))
+    _first, last = handle.steps
+    done = jobq("cancel", last)
+    assert done.returncode == 0, done.stderr
+    assert "no such job yet" in done.stderr
+    assert redis_client.exists(f"jobq:cancel:{last}")
+
+
+@pytest.mark.integration
+def test_a_cancel_outlives_the_delay_of_the_latest_delayed_job(redis_client: Any) -> None:
+    # A job due in a week, cancelled today, must still find its cancel when it comes due.
+    from workers.settings import get_settings
+
+    week = 7 * 86_400
+    handle = submit("io_wait", ms=1, delay=week)
+    cancel(handle)
+    ttl = redis_client.ttl(f"jobq:cancel:{handle.id}")
+    assert ttl >= week + get_settings().result_expires - 5
 
 
 @pytest.mark.integration

@@ -19,11 +19,12 @@ Example::
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-
-from celery.utils.imports import cwd_in_path
 
 from workers.registry import JobSpec, declared_job, declared_jobs
 from workers.registry.errors import JobLoadError, JobModuleError
@@ -41,21 +42,42 @@ def job_modules(settings: Settings) -> list[str]:
 def load_jobs(settings: Settings | None = None) -> None:
     """Import the job modules (once), which declares their jobs in the registry.
 
-    Modules are found on ``sys.path`` and in the current directory, as Celery finds the
-    modules it includes (``python -m celery``, which workers run, has it on the path too).
+    ``JOBQ_JOBS`` modules are found on ``sys.path``, then in the current directory (last, so
+    it can shadow no installed library); jobq's own modules only on ``sys.path``.
     Raises :class:`~workers.registry.errors.DuplicateJob` for a name declared twice and
     :class:`~workers.registry.errors.JobModuleError` for any other error while importing.
     """
-    for module in job_modules(settings or get_settings()):
+    settings = settings or get_settings()
+    for module in job_modules(settings):
         if module in sys.modules:
             continue  # loaded: the common case, every submit comes through here
         try:
-            with cwd_in_path():
-                importlib.import_module(module)
+            if module in settings.jobs:
+                with _cwd_last_on_path():
+                    importlib.import_module(module)
+            else:
+                importlib.import_module(module)  # jobq's own: never from the current directory
         except JobLoadError:
             raise  # a clash: its message already names both declarations
         except (Exception, SystemExit) as exc:  # whatever the module's code raised, said once
             raise JobModuleError(module, exc, where=_where(exc)) from exc
+
+
+@contextmanager
+def _cwd_last_on_path() -> Iterator[None]:
+    # The project's own modules may sit in the current directory (as Celery finds them), but
+    # last on the path: a file there named like an installed library (say geventhttpclient.py)
+    # must not replace it in every `jobq` command run from that directory.
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if added:
+            with suppress(ValueError):
+                sys.path.remove(cwd)
 
 
 def load_jobs_or_exit(settings: Settings | None = None) -> None:

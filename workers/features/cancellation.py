@@ -51,7 +51,7 @@ from celery.worker.control import control_command
 from workers import keys
 from workers.pools import is_gevent_pool
 from workers.settings import Settings, get_settings
-from workers.stores.cancels import CANCELLED_STATE, read_cancel
+from workers.stores.cancels import CANCELLED_STATE, normalized_cancel, read_cancel
 from workers.stores.client import get_redis
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ APPLY_EVERY_S = 0.25
 # The who/when of the cancels this worker has seen, for the records it writes.
 _seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _SEEN_MAX = 10_000
+# A broadcast carries at most this many ids (jobq cancel sends chunks of 1 000), each id at
+# most this long: a crafted control message cannot make a worker loop or remember without end.
+BROADCAST_IDS_MAX = 1_000
+MAX_ID_LENGTH = 64
 # Filled by the lease keeper's OS thread, emptied by the consumer: a deque's append and popleft
 # are thread-safe and, unlike the queue module, never patched by gevent.
 _pending: deque[tuple[str, dict[str, Any]]] = deque()
@@ -100,40 +104,60 @@ def _remember(job_id: str, cancel: dict[str, Any]) -> None:
         _seen.popitem(last=False)
 
 
-def cancel_held(consumer: Any, job_id: str, cancel: dict[str, Any]) -> int:
+def held_requests() -> dict[str, list[Any]]:
+    """The requests this worker holds, by job id (built once per batch of cancels)."""
+    held: dict[str, list[Any]] = {}
+    for request in list(worker_state.reserved_requests):
+        held.setdefault(request.id, []).append(request)
+    return held
+
+
+def cancel_held(
+    consumer: Any, job_id: str, cancel: dict[str, Any], held: dict[str, list[Any]] | None = None
+) -> int:
     """Stop ``job_id`` on this worker (the consumer's thread); how many requests were stopped."""
     already = job_id in worker_state.revoked
-    cancel = dict(cancel)
+    # Learned again (each renewal while the job is held): keep what the first time noted.
+    cancel = _seen[job_id] if already and job_id in _seen else dict(cancel)
     _remember(job_id, cancel)
     worker_state.revoked.add(job_id)
     stopped = 0
     gevent = is_gevent_pool(consumer.pool)
-    for request in list(worker_state.reserved_requests):
-        if request.id != job_id or request._already_revoked:
-            continue
-        if request.time_start:
-            cancel["started_at"] = request.time_start
+    requests = (held_requests() if held is None else held).get(job_id, ())
+    if requests and not already:
+        # Once per job this worker holds: ids of jobs held elsewhere (most of a broadcast) or
+        # learned again at each renewal are not logged.
+        log.warning("job %s cancelled by %s", job_id, cancel.get("who"))
+    for request in requests:
+        if request._already_revoked or getattr(request, "_terminate_on_ack", None):
+            continue  # stopped already, or to be stopped when its child accepts it
         if gevent:
-            if not request.time_start:
-                continue  # not started: JobTask refuses it before its body (refuse_cancelled)
+            if not request.time_start or already:
+                # Not started, or started after this worker first learned the cancel: either
+                # way JobTask refuses it before its body (refuse_cancelled). A job running
+                # when the cancel was first learned was stopped then.
+                continue
+            cancel["started_at"] = request.time_start
             request.terminate(consumer.pool)  # GreenletExit in the job's greenlet
         else:
+            if request.time_start:
+                cancel["started_at"] = request.time_start
             request.terminate(consumer.pool, "SIGKILL")  # the child is replaced
         stopped += 1
-    if stopped or not already:
-        log.warning("job %s cancelled by %s: stopped %d", job_id, cancel.get("who"), stopped)
     return stopped
 
 
 def apply_pending(consumer: Any) -> None:
     """Apply every cancel the lease keeper queued (a consumer timer: the right thread)."""
+    held: dict[str, list[Any]] | None = None
     while True:
         try:
             job_id, cancel = _pending.popleft()
         except IndexError:
             return
+        held = held_requests() if held is None else held
         try:
-            cancel_held(consumer, job_id, cancel)
+            cancel_held(consumer, job_id, cancel, held)
         except Exception:
             log.warning("could not cancel job %s", job_id, exc_info=True)
 
@@ -217,10 +241,18 @@ class CancelApplier(bootsteps.StartStopStep):
 def jobq_cancel(
     state: Any, ids: list[str], who: str = "?", when: float | None = None, **_: Any
 ) -> dict[str, Any]:
-    """Control command broadcast by ``jobq cancel``: stop these jobs now if held here."""
+    """Control command broadcast by ``jobq cancel``: stop these jobs now if held here.
+
+    Anyone who can write to Redis can send it, so its arguments are checked, not trusted.
+    """
+    if not isinstance(ids, list):
+        return {"error": "ids must be a list of job ids"}
+    cancel = normalized_cancel({"who": who, "when": when})
+    held = held_requests()
     stopped = 0
-    for job_id in ids:
-        stopped += cancel_held(state.consumer, job_id, {"who": who, "when": when})
+    for job_id in ids[:BROADCAST_IDS_MAX]:
+        if isinstance(job_id, str) and len(job_id) <= MAX_ID_LENGTH:
+            stopped += cancel_held(state.consumer, job_id, cancel, held)
     return {"ok": f"{stopped} stopped"}
 
 

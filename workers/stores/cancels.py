@@ -62,8 +62,25 @@ def parse_cancel(raw: str | bytes | None) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
     except ValueError:
-        return {"who": "?", "when": None}  # written by hand: still a cancel
-    return value if isinstance(value, dict) else {"who": "?", "when": None}
+        value = {}  # written by hand: still a cancel
+    return normalized_cancel(value if isinstance(value, dict) else {})
+
+
+def normalized_cancel(value: dict[str, Any]) -> dict[str, Any]:
+    """``{"who": str, "when": float | None}`` from whatever a key or a control message held.
+
+    >>> normalized_cancel({"who": 7, "when": "abc"})
+    {'who': '7', 'when': None}
+    """
+    when = value.get("when")
+    try:
+        when = float(when) if when is not None and not isinstance(when, bool) else None
+    except (TypeError, ValueError):
+        when = None
+    if when is not None and when != when:  # NaN
+        when = None
+    who = value.get("who")
+    return {"who": str(who)[:200] if who is not None else "?", "when": when}
 
 
 def read_cancel(client: Any, job_id: str) -> dict[str, Any] | None:
