@@ -19,8 +19,6 @@ import sys
 
 from pydantic import ValidationError
 
-from workers.registry.errors import JobLoadError
-
 EXIT_BAD_SETTINGS = 2
 
 
@@ -37,6 +35,12 @@ def run() -> None:
             message = str(error["msg"]).removeprefix("Value error, ")
             print(f"error: bad setting{' ' + name if name else ''}: {message}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)
-    except JobLoadError as exc:
+    except Exception as exc:
+        # Imported here: workers.registry imports Celery's app machinery, which `jobq worker`
+        # (about to exec celery) and the light commands need not pay for before they run.
+        from workers.registry.errors import JobLoadError
+
+        if not isinstance(exc, JobLoadError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_SETTINGS)

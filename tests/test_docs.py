@@ -120,7 +120,7 @@ def command_problems(command: click.Command, words: list[str], said: str) -> lis
         problems = []
         # "dead list|show" names two subcommands (written "list\|show" in a table cell).
         for name in re.split(r"\\?\|", words[0]):
-            sub = command.commands.get(name)
+            sub = command.get_command(click.Context(command), name)
             if sub is None:
                 group = "jobq" if command is main else command.name
                 problems.append(f"{said}: no command {name!r} in {group}")
