@@ -191,3 +191,68 @@ def test_jobq_show_and_top_print_the_progress_of_a_running_job(shared_workers):
     assert "count_to" in row, frame
     assert worker.node_name in row, frame
     assert re.search(r"\d+/100 \(\d+%\) pages fetched", row), frame
+
+
+def test_a_cancelled_job_that_reports_progress_ends_revoked_not_progress(workers, redis_client):
+    # The last value held back by the throttle used to be written as the greenlet was killed,
+    # over the REVOKED the cancel had stored: the job looked running for ever, get() hung.
+    from celery.exceptions import TaskRevokedError
+
+    from workers.stores.job_records import read_records
+
+    workers("io", concurrency=2)
+    handle = submit("count_to", n=100_000, ms=30_000, note="rows")
+    wait_until(lambda: handle.progress() is not None, timeout=30, message="no progress")
+    handle.cancel()
+    wait_until(lambda: handle.result.state == "REVOKED", timeout=15, message="not REVOKED")
+    with pytest.raises(TaskRevokedError):
+        handle.get(timeout=5)
+    # Still REVOKED once the worker has recorded the cancel (after the greenlet was killed).
+    wait_until(
+        lambda: read_records([handle.id])[0].get("state") == "REVOKED", timeout=15,
+        message="no REVOKED record",
+    )  # fmt: skip
+    assert AsyncResult(handle.id, app=get_app()).state == "REVOKED"
+
+
+def test_a_value_held_back_is_written_even_when_the_job_reports_nothing_more(redis_client):
+    # A job reports twice within the interval, then works for minutes: the second value must
+    # not wait for the job's end (it used to, so show/top/handles said the first for minutes).
+    from types import SimpleNamespace
+
+    from workers.progress import Reporter
+    from workers.stores.progress import read_progress
+
+    task = SimpleNamespace(backend=None, send_event=None)
+    reporter = Reporter(
+        task=task, job_id="held-back", ttl=60, stores_result=False,
+        request=SimpleNamespace(hostname=None),
+    )  # fmt: skip
+    reporter.report(check_progress(1, 3, "download"))
+    reporter.report(check_progress(2, 3, "parse"))
+    wait_until(
+        lambda: (read_progress(["held-back"])[0] or Progress(0)).note == "parse",
+        timeout=5,
+        message="the held-back value was never written",
+    )
+    reporter.flush()
+
+
+@pytest.mark.parametrize("ended", ["REVOKED", "FAILURE", "SUCCESS"])
+def test_a_progress_write_landing_after_the_end_leaves_the_final_state(redis_client, ended):
+    # A cancelled job's last value, or a late duplicate's, must not turn its end into PROGRESS.
+    import uuid
+    from types import SimpleNamespace
+
+    from workers.progress import Reporter
+
+    backend = get_app().backend
+    job_id = str(uuid.uuid4())
+    outcome = {"REVOKED": None, "FAILURE": ValueError("boom"), "SUCCESS": 42}[ended]
+    backend.store_result(job_id, outcome, ended)
+    reporter = Reporter(
+        task=SimpleNamespace(backend=backend, send_event=None), job_id=job_id, ttl=60,
+        stores_result=True, request=SimpleNamespace(hostname=None, id=job_id),
+    )  # fmt: skip
+    reporter.write(check_progress(5, 10, "late"), event=False)
+    assert AsyncResult(job_id, app=get_app()).state == ended

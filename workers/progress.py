@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -46,9 +48,11 @@ from typing import Any
 
 from celery import Task
 from celery.app.task import get_actual_ignore_result
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from kombu.utils.encoding import bytes_to_str
 
 from workers.stores.client import get_redis
-from workers.stores.progress import Progress, write_progress
+from workers.stores.progress import Progress, write_progress, write_progress_state
 from workers.throttle import Throttle
 
 logger = logging.getLogger(__name__)
@@ -56,6 +60,9 @@ logger = logging.getLogger(__name__)
 # At most four writes a second per job: a watcher refreshing every second sees fresh values,
 # and 10 000 calls a second cost Redis the same as four.
 WRITE_INTERVAL_S = 0.25
+# After a failed write (Redis away), progress is not written for this long: each attempt can
+# block up to the connect timeout, and the job's own work comes first.
+QUIET_AFTER_FAILURE_S = 5.0
 MAX_NOTE_CHARS = 200
 PROGRESS_STATE = "PROGRESS"
 PROGRESS_EVENT = "task-progress"
@@ -98,7 +105,11 @@ def check_progress(done: Any, total: Any = None, note: Any = "") -> Progress:
 
 @dataclass
 class Reporter:
-    """One running job's progress: throttles its calls and writes what passes."""
+    """One running job's progress: throttles its calls and writes what passes.
+
+    A value held back is written by the next call after the interval, by a one-shot timer when
+    no call comes (a job that reports, then works for minutes), or when the body ends.
+    """
 
     task: Task
     job_id: str
@@ -108,30 +119,76 @@ class Reporter:
     throttle: Throttle[Progress] = field(
         default_factory=lambda: Throttle[Progress](interval=WRITE_INTERVAL_S)
     )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _timer: threading.Timer | None = field(default=None, init=False)
+    _quiet_until: float = field(default=0.0, init=False)
+    _ended: bool = field(default=False, init=False)
 
     def report(self, value: Progress) -> None:
-        ready = self.throttle.offer(value)
-        if ready is not None:
-            self.write(ready)
+        with self._lock:
+            ready = self.throttle.offer(value)
+            if ready is None:
+                self._arm_timer()
+                return
+            self._disarm_timer()  # this write carries the latest value: the timer has none
+        self.write(ready, event=True)
 
     def flush(self) -> None:
         """Write the value held back, if any (the job's body has ended)."""
-        pending = self.throttle.drain()
+        with self._lock:
+            self._ended = True
+            self._disarm_timer()
+            pending = self.throttle.drain()
         if pending is not None:
-            self.write(pending)
+            self.write(pending, event=True)
 
-    def write(self, value: Progress) -> None:
-        meta = value.to_dict()
+    def abandon(self) -> None:
+        """The body was stopped (cancelled, killed): write nothing more."""
+        with self._lock:
+            self._ended = True
+            self._disarm_timer()
+            self.throttle.drain()
+
+    def _arm_timer(self) -> None:
+        # threading.Timer is a greenlet on a gevent worker (monkey-patched), a thread in a
+        # prefork child; either way it only writes the held-back value, never an event.
+        if self._timer is None and not self._ended:
+            self._timer = threading.Timer(WRITE_INTERVAL_S, self._trailing)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _disarm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _trailing(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._ended:
+                return
+            pending = self.throttle.drain()
+            if pending is not None:
+                self.throttle.mark_written()
+        if pending is not None:
+            self.write(pending, event=False)
+
+    def write(self, value: Progress, *, event: bool) -> None:
+        if time.monotonic() < self._quiet_until:
+            return  # Redis failed a moment ago: the job must not wait on it again so soon
         try:
             write_progress(get_redis(), self.job_id, value, ttl=self.ttl)
             if self.stores_result:
-                # Celery's custom-state convention; the final result replaces it.
-                self.task.backend.store_result(
-                    self.job_id, meta, PROGRESS_STATE, request=self.request
-                )
-            if self.request.hostname:
-                self.task.send_event(PROGRESS_EVENT, retry=False, **meta)
+                # Celery's custom-state convention; never over a state that says it ended.
+                backend = self.task.backend
+                key = bytes_to_str(backend.get_key_for_task(self.job_id))
+                write_progress_state(backend.client, key, self.job_id, value, self.ttl)
+            if event and self.request.hostname:
+                self.task.send_event(PROGRESS_EVENT, retry=False, **value.to_dict())
+        except (SoftTimeLimitExceeded, Ignore):
+            raise  # the job's own limits and control flow, raised wherever it waits
         except Exception as exc:  # progress is advisory: the job must go on
+            self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE_S
             logger.warning("progress of job %s not written: %s", self.job_id, exc)
 
 
@@ -176,12 +233,29 @@ def reporting(task: Task) -> Iterator[None]:
     token = _current.set(scope)
     try:
         yield
+    except Exception:
+        _end(scope, flush=True)
+        raise
+    except BaseException:
+        # GreenletExit (a cancel), SystemExit: the job was stopped; a value written now
+        # would land after its REVOKED, so nothing more is written.
+        _end(scope, flush=False)
+        raise
+    else:
+        _end(scope, flush=True)
     finally:
         _current.reset(token)
-        if scope.reporter is not None:
-            # Before the result and the task-succeeded event: the last value reported is
-            # stored, and a late progress event never follows the job's end.
-            scope.reporter.flush()
+
+
+def _end(scope: _Scope, *, flush: bool) -> None:
+    if scope.reporter is None:
+        return
+    if flush:
+        # Before the result and the task-succeeded event: the last value reported is
+        # stored, and a late progress event never follows the job's end.
+        scope.reporter.flush()
+    else:
+        scope.reporter.abandon()
 
 
 def progress(done: float, total: float | None = None, note: str = "") -> bool:

@@ -45,6 +45,10 @@ class Throttle(Generic[T]):
         self._pending = value
         return None
 
+    def mark_written(self) -> None:
+        """A held-back value was written (by a timer): the next interval starts now."""
+        self._last = self.clock()
+
     def drain(self) -> T | None:
         """The value held back since the last write, if any (then nothing is pending)."""
         value, self._pending = self._pending, None

@@ -24,6 +24,28 @@ import redis
 
 from workers.keys import PROGRESS_PREFIX
 from workers.stores.client import get_redis
+from workers.stores.scripts import LuaScript
+
+STATE = LuaScript(__package__, "progress_state.lua")
+
+
+def write_progress_state(
+    client: Any, result_key: str, job_id: str, value: Progress, ttl: int
+) -> bool:
+    """Celery's ``PROGRESS`` state (meta: the progress) unless the job's result says it ended.
+
+    Celery's own ``store_result`` would replace a stored ``REVOKED`` or ``FAILURE``; this
+    write, which can land after the job's end, must not. True when written.
+    """
+    meta = {
+        "status": "PROGRESS",
+        "result": value.to_dict(),
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": job_id,
+    }
+    return bool(STATE(client, keys=[result_key], args=[json.dumps(meta), max(1, ttl)]))
 
 
 @dataclass(frozen=True)
