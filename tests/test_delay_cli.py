@@ -19,6 +19,8 @@ from ops.processes import jobq_argv
 from producers import submit, submit_many
 from producers.delay import InvalidSchedule, parse_at, parse_delay, plan_schedule
 from workers.keys import SCHEDULED_PREFIX, queue_lists
+from workers.settings import get_settings
+from workers.stores.admission import gate_keys
 from workers.stores.scheduled import MOVE
 
 
@@ -169,19 +171,61 @@ def test_due_jobs_move_earliest_first_and_only_into_the_room_below_the_mark(
         return json.dumps({"headers": {"id": f"job-{n}"}, "properties": {"priority": priority}})
 
     key = SCHEDULED_PREFIX + "io"
-    keys = [key, *queue_lists("io")]
+    keys = [key, *queue_lists("io"), *gate_keys("io")[:3]]
     now = redis_now(redis_client)
     redis_client.zadd(key, {message(n): now - 10 + n for n in range(5)})
     redis_client.zadd(key, {message(99): now + 3600})  # not due: stays whatever the room
     redis_client.lpush("io", "already queued")
-    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [2, 3]
+    assert MOVE(redis_client, keys=keys, args=[200, 3, 1]) == [2, 3]
     assert redis_client.lrange("io", 0, -1) == [message(1), message(0), "already queued"]
-    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [0, 3]  # full: they wait in Redis
+    assert MOVE(redis_client, keys=keys, args=[200, 3, 1]) == [0, 3]  # full: they wait in Redis
     redis_client.rpop("io")
-    assert MOVE(redis_client, keys=keys, args=[200, 3]) == [1, 3]
-    assert MOVE(redis_client, keys=keys, args=[200, -1]) == [2, 5]  # no gate: all that are due
+    assert MOVE(redis_client, keys=keys, args=[200, 3, 1]) == [1, 3]
+    assert MOVE(redis_client, keys=keys, args=[200, -1, -1]) == [2, 5]  # no gate: all that are due
     assert redis_client.zrange(key, 0, -1) == [message(99)]
     # A message's priority picks its list, as kombu's Redis transport does.
     redis_client.zadd(key, {message(7, priority=6): now - 1})
-    assert MOVE(redis_client, keys=keys, args=[200, -1]) == [1, 6]
+    assert MOVE(redis_client, keys=keys, args=[200, -1, -1]) == [1, 6]
     assert redis_client.lrange(queue_lists("io")[2], 0, -1) == [message(7, priority=6)]
+
+
+def test_due_jobs_count_parked_jobs_and_reservations_and_wait_while_the_gate_is_closed(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gate counts the lists, parked (rate-limited) jobs and producers' reservations; so
+    # must the mover, or due jobs push the queue over its mark. Before: 8 parked, a mark of
+    # 10, 20 due jobs: 10 moved, the gate's backlog 18.
+    from workers.stores.scheduled import move_scheduled
+
+    parked, closed, held, _ = gate_keys("io")
+    now = redis_now(redis_client)
+    redis_client.zadd(parked, {f"parked-{n}": now + 60 for n in range(8)})
+    redis_client.hset(held, "producer-token", 1)
+    redis_client.zadd(SCHEDULED_PREFIX + "io", {f"due-{n}": now - 1 for n in range(20)})
+    monkeypatch.setenv("JOBQ_IO_HIGH_WATER", "10")
+    monkeypatch.setenv("JOBQ_IO_LOW_WATER", "5")
+    get_settings.cache_clear()
+    try:
+        assert move_scheduled("io", client=redis_client)[0] == 1  # 10 - 8 parked - 1 reserved
+        redis_client.rpop("io")
+        redis_client.set(closed, "1")  # producers wait for the low mark: 9 counted, over 5
+        assert move_scheduled("io", client=redis_client)[0] == 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert redis_client.llen("io") == 0
+
+
+def test_a_delayed_submits_key_holds_until_its_job_is_due_and_a_window_after(
+    redis_client: Any,
+) -> None:
+    # The idempotency window starts when the job is due: resubmitting "nightly-42" before the
+    # job has even run must not schedule it twice. Before: the key expired a window after the
+    # submit, so a delay longer than the window ran the job twice.
+    from workers.settings import get_settings
+
+    week = 7 * 86_400
+    handle = submit("io_wait", ms=1, delay=week, key="nightly-42")
+    (key,) = [k for k in redis_client.keys("*nightly-42*")]
+    assert redis_client.ttl(key) >= week + get_settings().idempotency_window - 5
+    assert submit("io_wait", ms=1, delay=week, key="nightly-42").id == handle.id

@@ -38,6 +38,20 @@ ADMIT = LuaScript(__package__, "admit.lua")
 ADMITTED: ContextVar[bool] = ContextVar("jobq_admitted", default=False)
 
 
+def gate_keys(queue: str, flag: str = "closed") -> list[str]:
+    """What the gate counts besides ``queue``'s lists: parked jobs, its flag, reservations.
+
+    In ``admit.lua``'s order: the parked (rate-limited) zset, the hysteresis flag, the
+    reservations hash and its lease zset. The delayed-jobs mover counts the same backlog.
+    """
+    return [
+        DELAYED_PREFIX + queue,
+        f"{GATE_PREFIX}{queue}:{flag}",
+        f"{GATE_PREFIX}{queue}:held",
+        f"{GATE_PREFIX}{queue}:leases",
+    ]
+
+
 @dataclass(frozen=True)
 class WaterMarks:
     """High/low-water marks of one queue; ``high == 0`` means the gate is off."""
@@ -90,13 +104,7 @@ class AdmissionGate:
         self.client = client or get_redis()
         # ``flag`` names the hysteresis flag: a gate with other marks on the same queue (the
         # workers' ceiling for re-published jobs) must not share the producers' flag.
-        self._keys = [
-            *queue_lists(queue),
-            DELAYED_PREFIX + queue,
-            f"{GATE_PREFIX}{queue}:{flag}",
-            f"{GATE_PREFIX}{queue}:held",
-            f"{GATE_PREFIX}{queue}:leases",
-        ]
+        self._keys = [*queue_lists(queue), *gate_keys(queue, flag)]
 
     @classmethod
     def for_queue(cls, queue: str) -> Self:

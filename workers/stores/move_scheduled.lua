@@ -1,18 +1,24 @@
 -- Move delayed jobs whose time has come from the queue's scheduled set onto its lists, in one
 -- atomic step: a message is always in the set or in a list, so a mover killed at any point
 -- loses nothing and moves nothing twice (workers/stores/scheduled.py).
--- KEYS: the scheduled zset, then the queue's priority lists for steps 0, 3, 6, 9.
--- ARGV: most to move (a batch), the high-water mark or -1 (no gate).
+-- KEYS: the scheduled zset, the queue's priority lists for steps 0, 3, 6, 9, then what the
+-- admission gate also counts (admit.lua): the parked zset, the closed flag, the reservations.
+-- ARGV: most to move (a batch), the high-water mark or -1 (no gate), the low-water mark.
 -- Returns {how many moved, the lists' length after} (the mover's room for parked jobs).
 local limit = tonumber(ARGV[1])
-local high = tonumber(ARGV[2])
-local backlog = 0
-for i = 2, #KEYS do backlog = backlog + redis.call('LLEN', KEYS[i]) end
+local high, low = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lists = 0
+for i = 2, 5 do lists = lists + redis.call('LLEN', KEYS[i]) end
 if high >= 0 then
-  -- The room is counted here, in the same step, so two movers cannot both fill it.
+  -- The room is the gate's, counted as admit.lua counts it and in the same step, so two
+  -- movers cannot both fill it and due jobs never push the queue over its mark; while the
+  -- gate is closed (producers wait for the low mark) nothing is moved past the low mark.
+  local backlog = lists + redis.call('ZCARD', KEYS[6])
+  for _, v in ipairs(redis.call('HVALS', KEYS[8])) do backlog = backlog + tonumber(v) end
+  if redis.call('EXISTS', KEYS[7]) == 1 and backlog > low then limit = 0 end
   limit = math.min(limit, high - backlog)
 end
-if limit <= 0 then return {0, backlog} end
+if limit <= 0 then return {0, lists} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
@@ -31,4 +37,4 @@ for _, message in ipairs(due) do
   redis.call('LPUSH', list, message)
   redis.call('ZREM', KEYS[1], message)
 end
-return {#due, backlog + #due}
+return {#due, lists + #due}

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workers.keys import SCHEDULED_PREFIX, queue_lists
-from workers.stores.admission import marks_for
+from workers.stores.admission import gate_keys, marks_for
 from workers.stores.client import get_redis
 from workers.stores.scripts import LuaScript
 
@@ -42,9 +42,10 @@ def move_scheduled(queue: str, *, limit: int = MOVE_BATCH, client: Any = None) -
     mover's next use of the room (rate-limited jobs) needs no second round trip to count it.
     """
     marks = marks_for(queue)
-    high = marks.high if marks.enabled else -1
-    keys = [SCHEDULED_PREFIX + queue, *queue_lists(queue)]
-    moved, backlog = MOVE(client or get_redis(), keys=keys, args=[limit, high])
+    high, low = (marks.high, marks.low) if marks.enabled else (-1, -1)
+    parked, closed, held, _leases = gate_keys(queue)
+    keys = [SCHEDULED_PREFIX + queue, *queue_lists(queue), parked, closed, held]
+    moved, backlog = MOVE(client or get_redis(), keys=keys, args=[limit, high, low])
     return int(moved), (high - int(backlog) if marks.enabled else limit)
 
 
