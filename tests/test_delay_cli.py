@@ -18,6 +18,7 @@ from ops.exporter import JobqCollector
 from ops.processes import jobq_argv
 from producers import submit, submit_many
 from producers.delay import InvalidSchedule, parse_at, parse_delay, plan_schedule
+from tests.waiting import wait_until
 from workers.keys import SCHEDULED_PREFIX, queue_lists
 from workers.settings import get_settings
 from workers.stores.admission import gate_keys
@@ -229,3 +230,14 @@ def test_a_delayed_submits_key_holds_until_its_job_is_due_and_a_window_after(
     (key,) = [k for k in redis_client.keys("*nightly-42*")]
     assert redis_client.ttl(key) >= week + get_settings().idempotency_window - 5
     assert submit("io_wait", ms=1, delay=week, key="nightly-42").id == handle.id
+
+
+def test_a_due_delayed_job_is_moved_by_a_worker_of_the_other_pool(workers, redis_client) -> None:
+    # Only an io worker is up: the cpu job due now must still reach its queue (any live worker
+    # publishes it); it then waits there for a cpu worker like any job submitted now.
+    workers("io", concurrency=2)
+    handle = submit("cpu_spin", ms=1, delay=1)
+    wait_until(lambda: redis_client.llen("cpu") == 1, timeout=10, message="not moved to cpu")
+    assert redis_client.zcard(SCHEDULED_PREFIX + "cpu") == 0
+    workers("cpu", concurrency=1)
+    assert handle.get(timeout=30) is not None

@@ -140,19 +140,23 @@ def park(task: Task, turn: float, wait: float, queue: str) -> None:
     pipe.execute()
 
 
-def move_due_jobs(app: Celery, queues: list[str]) -> int:
-    """Put parked jobs whose turn has come, and delayed jobs now due, on their queue.
+def move_due_jobs(app: Celery, queues: list[str], delayed_queues: list[str] | None = None) -> int:
+    """Put parked jobs of ``queues`` whose turn has come, and delayed jobs now due, on their queue.
 
+    Delayed jobs move for every queue of ``delayed_queues`` (default ``queues``), consumed here
+    or not: a due job on a queue nobody consumes yet waits there as any submitted job does,
+    and any live worker publishes it on time. Parked jobs move only for ``queues``: they are
+    rate-limited, and piled up on a queue nobody consumes they would all run at once later.
     Returns how many moved.
     """
     moved = 0
-    for queue in queues:
+    for queue in delayed_queues if delayed_queues is not None else queues:
         # Delayed submits first (workers/stores/scheduled.py): one atomic script that moves at
         # most the room below the mark and says what room is left, in the one round trip that
         # counted the room for parked jobs before.
         moved_now, room = move_scheduled(queue, limit=MOVER_BATCH)
         moved += moved_now
-        if room <= 0:
+        if room <= 0 or queue not in queues:
             # Left parked (where they count in the queue's backlog already) until the queue
             # drains below its mark. The mover holds no worker slot, so waiting blocks nothing.
             continue
@@ -192,12 +196,12 @@ class _MoverThread(LoopThread):
         while not self.stopping.is_set():
             try:
                 queues = self.movable()
-                if move_due_jobs(self.app, queues):
+                if move_due_jobs(self.app, queues, self.queues):
                     continue
                 # Nothing due: sleep until the next parked job is, at most MOVER_IDLE_MAX, so an
                 # idle worker polls 4 times a second instead of 20. A job parked meanwhile may
                 # come back up to that late, with the others due by then.
-                due_in = seconds_until_next_due(queues)
+                due_in = seconds_until_next_due(queues, self.queues)
                 wait = MOVER_IDLE_MAX if due_in is None else min(MOVER_IDLE_MAX, due_in)
             except Exception:  # Redis restarting: keep trying, the jobs are safe in the set
                 log.warning("rate-limit mover: Redis unavailable", exc_info=True)

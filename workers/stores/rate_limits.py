@@ -189,8 +189,11 @@ def forget_parked(queue: str, member: str) -> None:
     get_redis().zrem(DELAYED_PREFIX + queue, member)
 
 
-def seconds_until_next_due(queues: list[str]) -> float | None:
-    """How long until the earliest parked or delayed job of ``queues`` is due; None if none.
+def seconds_until_next_due(
+    queues: list[str], delayed_queues: list[str] | None = None
+) -> float | None:
+    """How long until the earliest parked job of ``queues``, or delayed job of
+    ``delayed_queues`` (default ``queues``), is due; None if none.
 
     Scores are Redis clock times (the Lua scripts read ``TIME``), so compare with Redis's clock.
     Delayed submits (``jobq:scheduled:<queue>``) are moved by the same loop, so they count too.
@@ -199,6 +202,7 @@ def seconds_until_next_due(queues: list[str]) -> float | None:
     pipe.time()
     for queue in queues:
         pipe.zrange(DELAYED_PREFIX + queue, 0, 0, withscores=True)
+    for queue in delayed_queues if delayed_queues is not None else queues:
         pipe.zrange(SCHEDULED_PREFIX + queue, 0, 0, withscores=True)
     (seconds, micros), *firsts = pipe.execute()
     scores = [first[0][1] for first in firsts if first]
