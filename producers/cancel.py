@@ -23,7 +23,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from workers import keys
@@ -153,24 +153,23 @@ def _broadcast(ids: list[str], who: str) -> None:
 def _envelopes(client: Any, queue: str) -> Iterator[tuple[dict[str, Any], str]]:
     """Every message waiting for ``queue``: in its lists, and parked (rate limits) or delayed."""
     for name in keys.queue_lists(queue):
-        start = 0
-        while True:
-            items = client.lrange(name, start, start + SCAN_CHUNK - 1)
-            for item in items:
-                yield _decoded(item), "queued"
-            if len(items) < SCAN_CHUNK:
-                break
-            start += SCAN_CHUNK
+        for item in _paged(lambda start, end, name=name: client.lrange(name, start, end)):
+            yield _decoded(item), "queued"
     # Parked by the rate limiter, and submitted with delay=/at= (docs/delay.md).
     for delayed in (keys.DELAYED_PREFIX + queue, keys.SCHEDULED_PREFIX + queue):
-        start = 0
-        while True:
-            items = client.zrange(delayed, start, start + SCAN_CHUNK - 1)
-            for item in items:
-                yield _decoded(item), "delayed"
-            if len(items) < SCAN_CHUNK:
-                break
-            start += SCAN_CHUNK
+        for item in _paged(lambda start, end, name=delayed: client.zrange(name, start, end)):
+            yield _decoded(item), "delayed"
+
+
+def _paged(read: Callable[[int, int], list[Any]]) -> Iterator[Any]:
+    """Every item ``read(start, end)`` gives, :data:`SCAN_CHUNK` at a time (bounded replies)."""
+    start = 0
+    while True:
+        items = read(start, start + SCAN_CHUNK - 1)
+        yield from items
+        if len(items) < SCAN_CHUNK:
+            return
+        start += SCAN_CHUNK
 
 
 def _decoded(item: Any) -> dict[str, Any]:
